@@ -1,0 +1,167 @@
+//! What crosses a process boundary in servicedesk-lite: the HTTP error body, the ticket DTOs,
+//! the Kafka event envelope, topic names and event types. Nothing else belongs here.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Kafka topics.
+pub mod topics {
+    /// Main stream of ticket events, keyed by ticket id.
+    pub const TICKETS_EVENTS: &str = "tickets.events";
+    /// Dead-letter topic for events the notifier gave up on.
+    pub const TICKETS_DLQ: &str = "tickets.dlq";
+}
+
+/// Event types written to the outbox and published to [`topics::TICKETS_EVENTS`].
+pub mod event_types {
+    pub const TICKET_CREATED: &str = "ticket.created";
+    pub const TICKET_CLOSED: &str = "ticket.closed";
+    pub const TICKET_ATTACHMENT_ADDED: &str = "ticket.attachment_added";
+}
+
+/// HTTP header names used across the system.
+pub mod headers {
+    pub const USER_ID: &str = "x-user-id";
+    pub const REQUEST_ID: &str = "x-request-id";
+    pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+    pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+}
+
+/// Every non-2xx response body: `{"error":{"code","message","request_id"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code, e.g. `validation_failed`.
+    pub code: String,
+    /// Human-readable explanation; never contains internal details.
+    pub message: String,
+    /// The `X-Request-Id` of the request, also echoed as a response header.
+    pub request_id: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: impl Into<String>, message: impl Into<String>, request_id: impl Into<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+                request_id: request_id.into(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TicketStatus {
+    Open,
+    Closed,
+}
+
+impl TicketStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStatus::Open => "OPEN",
+            TicketStatus::Closed => "CLOSED",
+        }
+    }
+
+    /// Parses the wire form (`OPEN` / `CLOSED`, case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.eq_ignore_ascii_case("OPEN") {
+            Some(TicketStatus::Open)
+        } else if s.eq_ignore_ascii_case("CLOSED") {
+            Some(TicketStatus::Closed)
+        } else {
+            None
+        }
+    }
+}
+
+/// A ticket as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: Uuid,
+    pub title: String,
+    pub description: String,
+    pub status: TicketStatus,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// Body of `POST /v1/tickets`. Unknown fields are rejected so that a misspelt field is an error,
+/// not silently dropped data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTicketRequest {
+    pub title: String,
+    pub description: String,
+}
+
+/// Value of a Kafka message on [`topics::TICKETS_EVENTS`]; the message key is the ticket id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub created_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+}
+
+/// Payload of `ticket.created` and `ticket.closed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketEventPayload {
+    pub ticket_id: Uuid,
+    pub created_by: String,
+    pub title: String,
+    pub status: TicketStatus,
+    pub request_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_has_the_documented_shape() {
+        let body = serde_json::to_value(ErrorBody::new("not_found", "ticket not found", "r-1")).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "not_found", "message": "ticket not found", "request_id": "r-1"}})
+        );
+    }
+
+    #[test]
+    fn create_request_rejects_unknown_fields() {
+        let err = serde_json::from_str::<CreateTicketRequest>(r#"{"title":"abc","description":"d","prio":1}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field `prio`"), "{err}");
+    }
+
+    #[test]
+    fn envelope_round_trips_with_rfc3339_time() {
+        let env = EventEnvelope {
+            event_id: Uuid::now_v7(),
+            event_type: event_types::TICKET_CREATED.into(),
+            created_at: "2026-11-22T10:00:00.123456Z".parse().unwrap(),
+            payload: serde_json::json!({"ticket_id": Uuid::nil()}),
+        };
+        let text = serde_json::to_string(&env).unwrap();
+        assert!(text.contains(r#""created_at":"2026-11-22T10:00:00.123456Z""#), "{text}");
+        assert_eq!(serde_json::from_str::<EventEnvelope>(&text).unwrap(), env);
+    }
+
+    #[test]
+    fn status_parses_case_insensitively_and_serializes_uppercase() {
+        assert_eq!(TicketStatus::parse("closed"), Some(TicketStatus::Closed));
+        assert_eq!(TicketStatus::parse("pending"), None);
+        assert_eq!(serde_json::to_string(&TicketStatus::Open).unwrap(), r#""OPEN""#);
+    }
+}

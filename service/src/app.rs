@@ -1,0 +1,155 @@
+//! `App::build(config)` assembles exactly what production runs; tests start the same thing on port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::cache::ListCache;
+use crate::config::Config;
+use crate::idempotency::IdempotencyCache;
+use crate::kv::Redis;
+use crate::metrics::Metrics;
+use crate::store::{MemoryStore, PostgresStore, TicketStore};
+use crate::{middleware, routes, server};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn TicketStore>,
+    pub lists: Arc<ListCache>,
+    pub idempotency: Arc<IdempotencyCache>,
+    pub redis: Option<Redis>,
+    pub metrics: Arc<Metrics>,
+    pub pg_pool: Option<PgPool>,
+}
+
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    state: AppState,
+    shutdown: CancellationToken,
+    config: Config,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate().map_err(|msg| anyhow::anyhow!("invalid configuration: {msg}"))?;
+        let metrics = Arc::new(Metrics::new());
+
+        let (store, pg_pool): (Arc<dyn TicketStore>, _) = match &config.database_url {
+            Some(url) => {
+                let pg = PostgresStore::connect(url, config.db_max_connections, config.db_acquire_timeout, config.migrate)
+                    .await?;
+                let pool = pg.pool().clone();
+                (Arc::new(pg), Some(pool))
+            }
+            None => (Arc::new(MemoryStore::new()), None),
+        };
+        let redis = match &config.redis_url {
+            Some(url) => Some(Redis::connect(url, config.redis_timeout, metrics.clone()).await?),
+            None => None,
+        };
+        let state = AppState {
+            lists: Arc::new(ListCache::new(
+                config.list_cache_l1_ttl,
+                config.list_cache_l1_capacity,
+                config.list_cache_ttl,
+                redis.clone(),
+                metrics.clone(),
+            )),
+            idempotency: Arc::new(IdempotencyCache::new(redis.clone(), config.idempotency_ttl, metrics.clone())),
+            store,
+            redis,
+            metrics,
+            pg_pool,
+        };
+
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, storage = state.store.kind(), redis = state.redis.is_some(), "service listening");
+        Ok(Self { router: router(state.clone(), &config), listener, addr, state, shutdown: CancellationToken::new(), config })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancel it to stop the server gracefully (what SIGTERM does).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        server::serve(self.listener, self.router, self.shutdown, self.config.header_read_timeout, self.config.shutdown_grace)
+            .await
+    }
+}
+
+/// The full router with every middleware, in the order a request meets them.
+pub fn router(state: AppState, config: &Config) -> Router {
+    let (mut business, ops) = routes::routers();
+    if let Some(limiter) = middleware::user_rate_limiter(config.rate_limit_per_user) {
+        spawn_limiter_cleanup(&limiter);
+        business = business.route_layer(axum::middleware::from_fn_with_state(limiter, middleware::rate_limit));
+    }
+    let access_log = config.access_log.then(|| {
+        TraceLayer::new_for_http()
+            .make_span_with(|req: &axum::http::Request<_>| {
+                tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    request_id = %crate::extract::request_id_of(req.headers()),
+                )
+            })
+            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(tower_http::LatencyUnit::Micros))
+    });
+    // `Router::layer` wraps what is already there: the first layer below is the innermost.
+    let mut router = business
+        .merge(ops)
+        .fallback(middleware::route_not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.request_timeout))
+        .layer(axum::middleware::from_fn(middleware::envelope));
+    if let Some(access_log) = access_log {
+        router = router.layer(access_log);
+    }
+    router
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), middleware::track_metrics))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// The keyed limiter remembers every user it saw; forget idle ones once a minute.
+fn spawn_limiter_cleanup(limiter: &Arc<middleware::UserRateLimiter>) {
+    let weak = Arc::downgrade(limiter);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(limiter) = weak.upgrade() else { break };
+            limiter.retain_recent();
+        }
+    });
+}

@@ -1,0 +1,184 @@
+//! The list cache (API-11, RD-2): moka in-process (L1) in front of Redis (L2) in front of the store.
+//!
+//! Invalidation is O(1) per write, by generation:
+//! - L1 keys carry the user's local generation; a write through this process moves the user to a
+//!   fresh generation, so this process never serves its own stale list (read-your-writes). Other
+//!   replicas may serve a list up to the L1 TTL old.
+//! - L2 entries `tickets:list:<user>:<status>:<limit>:<offset>` hold `<generation>\n<json>`; the
+//!   user's current generation is a random token at `tickets:listgen:<user>`, replaced on every
+//!   write. An entry counts only when its token equals the current one. Tokens are random rather
+//!   than counters so that an evicted generation key (allkeys-lru) can never revalidate old entries.
+//!
+//! Single flight: concurrent L1 misses for one key share one loader (`try_get_with`), so N
+//! simultaneous misses make one Redis round trip and at most one database query.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use contracts::TicketStatus;
+
+use crate::domain::UserId;
+use crate::kv::Redis;
+use crate::metrics::Metrics;
+use crate::store::{ListQuery, StoreError, TicketStore};
+
+const CACHE: &str = "list";
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct L1Key {
+    user: Arc<str>,
+    generation: u64,
+    query: ListQuery,
+}
+
+pub struct ListCache {
+    l1: moka::future::Cache<L1Key, Bytes>,
+    /// The user's current local generation; fresh values come from `next_generation`, never reused.
+    generations: moka::sync::Cache<Arc<str>, u64>,
+    next_generation: AtomicU64,
+    redis: Option<Redis>,
+    l2_ttl: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl ListCache {
+    pub fn new(l1_ttl: Duration, l1_capacity: u64, l2_ttl: Duration, redis: Option<Redis>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            l1: moka::future::Cache::builder().max_capacity(l1_capacity).time_to_live(l1_ttl).build(),
+            // An evicted generation is re-created with a fresh number, so eviction is always safe.
+            generations: moka::sync::Cache::builder().max_capacity(l1_capacity).time_to_idle(l1_ttl * 10).build(),
+            next_generation: AtomicU64::new(1),
+            redis,
+            l2_ttl,
+            metrics,
+        }
+    }
+
+    fn generation(&self, user: &Arc<str>) -> u64 {
+        self.generations.get_with_by_ref(user, || self.next_generation.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The JSON array of the page, from L1, L2 or the store.
+    pub async fn get_or_load(&self, store: &dyn TicketStore, user: &UserId, query: ListQuery) -> Result<Bytes, Arc<StoreError>> {
+        let user_key: Arc<str> = Arc::from(user.as_str());
+        let key = L1Key { generation: self.generation(&user_key), user: user_key, query };
+        if let Some(hit) = self.l1.get(&key).await {
+            self.count("l1", "hit");
+            return Ok(hit);
+        }
+        self.count("l1", "miss");
+        self.l1.try_get_with(key, self.load(store, user, query)).await
+    }
+
+    async fn load(&self, store: &dyn TicketStore, user: &UserId, query: ListQuery) -> Result<Bytes, StoreError> {
+        let entry_key = l2_key(user, query);
+        let generation = match &self.redis {
+            Some(redis) => {
+                let token = uuid::Uuid::new_v4().simple().to_string();
+                // One round trip: adopt a generation (creating one if the user has none) and read
+                // the entry. `SET NX GET` returns the existing token, or nil when ours was set.
+                let mut pipe = redis::pipe();
+                pipe.cmd("SET")
+                    .arg(generation_key(user))
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("EX")
+                    .arg(self.generation_ttl_secs())
+                    .cmd("GET")
+                    .arg(&entry_key);
+                match redis.run::<(Option<String>, Option<Vec<u8>>)>("list_cache_get", pipe).await {
+                    Some((current, entry)) => {
+                        let current = current.unwrap_or(token);
+                        if let Some(json) = entry.as_deref().and_then(|e| strip_generation(e, &current)) {
+                            self.count("l2", "hit");
+                            return Ok(Bytes::copy_from_slice(json));
+                        }
+                        self.count("l2", "miss");
+                        Some(current)
+                    }
+                    None => None,
+                }
+            }
+            None => None,
+        };
+
+        self.metrics.cache_db_loads.with_label_values(&[CACHE]).inc();
+        let tickets = store.list(user, query).await?;
+        let json = Bytes::from(serde_json::to_vec(&tickets).map_err(|e| StoreError::Other(e.into()))?);
+
+        if let (Some(redis), Some(generation)) = (&self.redis, generation) {
+            let mut value = Vec::with_capacity(generation.len() + 1 + json.len());
+            value.extend_from_slice(generation.as_bytes());
+            value.push(b'\n');
+            value.extend_from_slice(&json);
+            let cmd = redis::cmd("SET").arg(&entry_key).arg(value).arg("EX").arg(self.l2_ttl.as_secs().max(1)).clone();
+            let redis = redis.clone();
+            // Filling L2 need not delay the response.
+            tokio::spawn(async move { redis.run::<()>("list_cache_set", cmd).await });
+        }
+        Ok(json)
+    }
+
+    /// Called after a create or close by `user` committed.
+    pub async fn invalidate(&self, user: &UserId) {
+        self.generations
+            .insert(Arc::from(user.as_str()), self.next_generation.fetch_add(1, Ordering::Relaxed));
+        if let Some(redis) = &self.redis {
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            let cmd = redis::cmd("SET")
+                .arg(generation_key(user))
+                .arg(token)
+                .arg("EX")
+                .arg(self.generation_ttl_secs())
+                .clone();
+            redis.run::<()>("list_cache_invalidate", cmd).await;
+        }
+    }
+
+    /// A generation outlives every entry written under it; after that it no longer matters.
+    fn generation_ttl_secs(&self) -> u64 {
+        self.l2_ttl.as_secs().max(1) * 2
+    }
+
+    fn count(&self, layer: &str, result: &str) {
+        self.metrics.cache_requests.with_label_values(&[CACHE, layer, result]).inc();
+    }
+}
+
+/// `tickets:list:<user>:<status>:<limit>:<offset>` (status `ALL` when unfiltered).
+pub fn l2_key(user: &UserId, q: ListQuery) -> String {
+    let status = q.status.map_or("ALL", TicketStatus::as_str);
+    format!("tickets:list:{}:{status}:{}:{}", user.as_str(), q.limit, q.offset)
+}
+
+fn generation_key(user: &UserId) -> String {
+    format!("tickets:listgen:{}", user.as_str())
+}
+
+fn strip_generation<'a>(entry: &'a [u8], generation: &str) -> Option<&'a [u8]> {
+    let rest = entry.strip_prefix(generation.as_bytes())?;
+    rest.strip_prefix(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_prefix_must_match_exactly() {
+        assert_eq!(strip_generation(b"abc\n[1]", "abc"), Some(&b"[1]"[..]));
+        assert_eq!(strip_generation(b"abcd\n[1]", "abc"), None);
+        assert_eq!(strip_generation(b"ab\n[1]", "abc"), None);
+    }
+
+    #[test]
+    fn l2_key_follows_the_spec() {
+        let user = UserId::parse("alice").unwrap();
+        let q = ListQuery { status: Some(TicketStatus::Open), limit: 50, offset: 0 };
+        assert_eq!(l2_key(&user, q), "tickets:list:alice:OPEN:50:0");
+        assert_eq!(l2_key(&user, ListQuery { status: None, ..q }), "tickets:list:alice:ALL:50:0");
+    }
+}

@@ -1,0 +1,58 @@
+//! servicedesk-lite tickets API. `main.rs` calls [`run_cli`]; tests use [`App`].
+
+pub mod app;
+pub mod cache;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod kv;
+pub mod metrics;
+pub mod middleware;
+pub mod routes;
+pub mod server;
+pub mod store;
+
+use anyhow::Context;
+use clap::Parser;
+
+pub use app::{App, AppState};
+pub use config::{Cli, Command, Config};
+
+/// The `service` binary: parse flags/env, then serve or migrate.
+pub async fn run_cli() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let config = cli.config;
+    if let Err(msg) = config.validate() {
+        anyhow::bail!("invalid configuration: {msg}");
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            let url = config.database_url.as_deref().context("DATABASE_URL must be set to migrate")?;
+            store::PostgresStore::connect(url, 1, config.db_acquire_timeout, true).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            if config.database_url.is_none() {
+                tracing::warn!("DATABASE_URL is not set: storing tickets in memory (lost on exit)");
+            }
+            let app = App::build(config).await?;
+            let stop = app.shutdown_token();
+            tokio::spawn(async move {
+                server::shutdown_signal().await;
+                stop.cancel();
+            });
+            app.run_until_stopped().await
+        }
+    }
+}
+
+/// JSON logs; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(true).try_init();
+}

@@ -1,0 +1,120 @@
+//! Cross-cutting request handling: the error envelope, metrics and the per-user rate limit.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use contracts::{ErrorBody, headers};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::error::{AppError, ErrorInfo};
+use crate::extract::request_id_of;
+use crate::metrics::Metrics;
+
+/// Renders every error response as `{"error":{"code","message","request_id"}}` (API-2): ours carry
+/// an [`ErrorInfo`]; responses made by axum or tower-http (413, 504, …) get one from their status.
+pub async fn envelope(req: Request, next: Next) -> Response {
+    let request_id = request_id_of(req.headers());
+    let mut res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let info = match res.extensions_mut().remove::<ErrorInfo>() {
+        Some(info) => info,
+        None if is_json(&res) => return res,
+        None => generic_info(status),
+    };
+    let mut body = serde_json::to_value(ErrorBody::new(info.code, info.message, request_id)).unwrap_or_default();
+    if let (Some(details), Some(obj)) = (info.details, body.as_object_mut()) {
+        obj.insert("details".into(), details);
+    }
+    let (mut parts, _) = res.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+fn is_json(res: &Response) -> bool {
+    res.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+fn generic_info(status: StatusCode) -> ErrorInfo {
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is larger than the limit"),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ("timeout", "request took longer than the timeout"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this route"),
+        StatusCode::NOT_FOUND => ("route_not_found", "no such route"),
+        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests"),
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "service unavailable"),
+        s if s.is_server_error() => ("internal", "internal error"),
+        _ => ("bad_request", "bad request"),
+    };
+    ErrorInfo { code, message: message.into(), details: None }
+}
+
+/// Fallback for paths no route matches.
+pub async fn route_not_found(req: Request) -> Response {
+    let message = format!("no route for {} {}", req.method(), req.uri().path());
+    error_response(StatusCode::NOT_FOUND, "route_not_found", message)
+}
+
+/// Fallback for a known path with a method it does not serve.
+pub async fn method_not_allowed(req: Request) -> Response {
+    let message = format!("{} is not allowed on {}", req.method(), req.uri().path());
+    error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message)
+}
+
+fn error_response(status: StatusCode, code: &'static str, message: String) -> Response {
+    let mut res = status.into_response();
+    res.extensions_mut().insert(ErrorInfo { code, message, details: None });
+    res
+}
+
+/// Counts and times each request by route template (`/v1/tickets/{id}`, not the concrete path).
+pub async fn track_metrics(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let start = Instant::now();
+    metrics.http_in_flight.inc();
+    let res = next.run(req).await;
+    metrics.http_in_flight.dec();
+    metrics
+        .http_duration
+        .with_label_values(&[method.as_str(), &route])
+        .observe(start.elapsed().as_secs_f64());
+    metrics
+        .http_requests
+        .with_label_values(&[method.as_str(), &route, res.status().as_str()])
+        .inc();
+    res
+}
+
+pub type UserRateLimiter = DefaultKeyedRateLimiter<String>;
+
+pub fn user_rate_limiter(per_second: u32) -> Option<Arc<UserRateLimiter>> {
+    NonZeroU32::new(per_second).map(|n| Arc::new(RateLimiter::keyed(Quota::per_second(n))))
+}
+
+/// 429 when the caller's `X-User-Id` is over its quota. Requests without a user id pass through
+/// (the handler answers 401).
+pub async fn rate_limit(State(limiter): State<Arc<UserRateLimiter>>, req: Request, next: Next) -> Response {
+    if let Some(user) = req.headers().get(headers::USER_ID).and_then(|v| v.to_str().ok())
+        && limiter.check_key(&user.to_owned()).is_err()
+    {
+        return AppError::RateLimited.into_response();
+    }
+    next.run(req).await
+}

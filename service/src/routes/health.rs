@@ -1,0 +1,78 @@
+//! `/healthz`, `/readyz`, `/metrics` (API-6, API-7, API-15).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use super::Route;
+use crate::app::AppState;
+use crate::error::ErrorInfo;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub fn routes() -> Vec<Route> {
+    let route = |method, path, handler| Route { method, path, handler, business: false };
+    vec![
+        route(Method::GET, "/healthz", get(healthz)),
+        route(Method::GET, "/readyz", get(readyz)),
+        route(Method::GET, "/metrics", get(metrics)),
+    ]
+}
+
+/// The process is alive; no dependency is checked.
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+/// 200 when every configured dependency answers, else 503 naming what failed.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mut checks = serde_json::Map::new();
+    let mut failed = Vec::new();
+
+    let store = match tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => format!("error: {e}"),
+        Err(_) => "error: timed out".to_owned(),
+    };
+    if store != "ok" {
+        failed.push(state.store.kind());
+    }
+    checks.insert(state.store.kind().into(), store.into());
+
+    if let Some(redis) = &state.redis {
+        let ok = redis.ping().await;
+        if !ok {
+            failed.push("redis");
+        }
+        checks.insert("redis".into(), (if ok { "ok" } else { "error: no PONG" }).into());
+    }
+
+    if failed.is_empty() {
+        return axum::Json(json!({ "status": "ready", "checks": checks })).into_response();
+    }
+    let mut res = StatusCode::SERVICE_UNAVAILABLE.into_response();
+    res.extensions_mut().insert(ErrorInfo {
+        code: "not_ready",
+        message: format!("not ready: {} unavailable", failed.join(", ")),
+        details: Some(json!({ "checks": checks })),
+    });
+    res
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(pool) = &state.pg_pool {
+        let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+        let size = i64::from(pool.size());
+        state.metrics.db_pool.with_label_values(&["idle"]).set(idle);
+        state.metrics.db_pool.with_label_values(&["in_use"]).set(size - idle);
+    }
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        state.metrics.render(),
+    )
+        .into_response()
+}

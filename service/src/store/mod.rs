@@ -1,0 +1,99 @@
+//! Ticket storage behind one trait: Postgres when `DATABASE_URL` is set, memory otherwise (API-14).
+//! Every write stores the ticket change and its outbox event atomically.
+
+mod memory;
+mod postgres;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use contracts::{Ticket, TicketStatus};
+use uuid::Uuid;
+
+use crate::domain::{IdempotencyKey, NewTicket, UserId};
+
+pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or has no free connection; the request may be retried.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Result of a create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// A new ticket (and its `ticket.created` event) was written.
+    New(Ticket),
+    /// The Idempotency-Key was used before by this user: the ticket it created, nothing written.
+    Existing(Ticket),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// Closed now; one `ticket.closed` event was written.
+    Closed(Ticket),
+    /// It was closed already; nothing written.
+    AlreadyClosed(Ticket),
+    Forbidden,
+    NotFound,
+}
+
+/// An outbox row as the store holds it (used by tests and diagnostics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub event_id: Uuid,
+    pub aggregate_id: Uuid,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Page of a user's tickets, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListQuery {
+    pub status: Option<TicketStatus>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[async_trait]
+pub trait TicketStore: Send + Sync + 'static {
+    /// `"postgres"` or `"memory"`.
+    fn kind(&self) -> &'static str;
+
+    async fn create(
+        &self,
+        owner: &UserId,
+        ticket: &NewTicket,
+        idempotency_key: Option<&IdempotencyKey>,
+        request_id: &str,
+    ) -> Result<Created, StoreError>;
+
+    async fn get(&self, id: Uuid) -> Result<Option<Ticket>, StoreError>;
+
+    async fn list(&self, owner: &UserId, query: ListQuery) -> Result<Vec<Ticket>, StoreError>;
+
+    async fn close(&self, id: Uuid, owner: &UserId, request_id: &str) -> Result<CloseOutcome, StoreError>;
+
+    /// Outbox events of one ticket, oldest first.
+    async fn events_for(&self, ticket_id: Uuid) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Cheap liveness check for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The outbox payload of `ticket.created` / `ticket.closed` (see `contracts::TicketEventPayload`).
+fn event_payload(ticket_id: Uuid, created_by: &str, title: &str, status: TicketStatus, request_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "ticket_id": ticket_id,
+        "created_by": created_by,
+        "title": title,
+        "status": status,
+        "request_id": request_id,
+    })
+}
