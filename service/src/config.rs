@@ -128,9 +128,14 @@ impl Config {
         Ok(())
     }
 
-    /// A configuration for tests and embedding: memory mode on a free port.
+    /// A configuration for tests and embedding: memory mode on a free port, whatever the
+    /// environment says.
     pub fn for_tests() -> Self {
-        Self::parse_from(["service", "--listen-addr", "127.0.0.1:0", "--access-log", "false"])
+        let mut config = Self::parse_from(["service", "--listen-addr", "127.0.0.1:0", "--access-log", "false"]);
+        config.database_url = None;
+        config.redis_url = None;
+        config.migrate = false;
+        config
     }
 }
 

@@ -1,0 +1,189 @@
+//! Shared test helpers: start the real `App` on port 0 in memory or Postgres mode, talk to it over
+//! HTTP, and cut a dependency off with a TCP proxy.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::{Client, Method, Response};
+use serde_json::Value;
+use service::{App, AppState, Config};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Env of the local stack, or `None` (test skipped) when it is not running. `make test` sets
+/// SERVICEDESK_REQUIRE_STACK=1 so that a missing stack fails instead of skipping.
+pub fn stack() -> Option<(String, String)> {
+    match (std::env::var("DATABASE_URL"), std::env::var("REDIS_URL")) {
+        (Ok(db), Ok(redis)) => Some((db, redis)),
+        _ if std::env::var("SERVICEDESK_REQUIRE_STACK").is_ok_and(|v| v == "1") => {
+            panic!("DATABASE_URL and REDIS_URL must be set: run `eval \"$(infra/local/stack env)\"` (make test does)")
+        }
+        _ => {
+            eprintln!("skipped: the local stack is not running (make test starts it)");
+            None
+        }
+    }
+}
+
+pub fn test_config() -> Config {
+    let mut config = Config::for_tests();
+    config.db_max_connections = 4;
+    config
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: Client,
+    pub state: AppState,
+    pub stop: CancellationToken,
+    pub user: String,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn start(config: Config) -> Self {
+        let app = App::build(config).await.expect("app builds");
+        let (addr, state, stop) = (app.addr(), app.state().clone(), app.shutdown_token());
+        let server = tokio::spawn(app.run_until_stopped());
+        Self { addr, client: Client::new(), state, stop, user: new_user(), server }
+    }
+
+    pub async fn memory() -> Self {
+        Self::start(test_config()).await
+    }
+
+    /// Postgres + Redis from the local stack, migrated.
+    pub async fn postgres() -> Option<Self> {
+        let (db, redis) = stack()?;
+        Some(Self::start(postgres_config(&db, &redis)).await)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A request as `self.user`.
+    pub fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).header("x-user-id", &self.user)
+    }
+
+    pub async fn create(&self, title: &str) -> Value {
+        let res = self
+            .req(Method::POST, "/v1/tickets")
+            .json(&serde_json::json!({"title": title, "description": "it broke"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "create failed: {}", res.text().await.unwrap());
+        res.json().await.unwrap()
+    }
+
+    pub async fn list(&self, query: &str) -> Vec<Value> {
+        let res = self.req(Method::GET, &format!("/v1/tickets{query}")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
+    pub async fn events(&self, ticket_id: &str) -> Vec<service::store::StoredEvent> {
+        self.state.store.events_for(ticket_id.parse().unwrap()).await.unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.server.await.unwrap().unwrap();
+    }
+}
+
+pub fn postgres_config(db: &str, redis: &str) -> Config {
+    let mut config = test_config();
+    config.database_url = Some(db.to_owned());
+    config.redis_url = Some(redis.to_owned());
+    config.migrate = true;
+    config
+}
+
+pub fn new_user() -> String {
+    format!("u-{}", Uuid::new_v4().simple())
+}
+
+/// Asserts the error envelope and returns the body.
+pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status(), status, "unexpected status");
+    let request_id = res.headers().get("x-request-id").expect("x-request-id header").to_str().unwrap().to_owned();
+    let body: Value = res.json().await.expect("JSON error body");
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
+    assert_eq!(body["error"]["request_id"], request_id.as_str(), "request_id in body matches the header");
+    body
+}
+
+/// `host:port` of a postgres:// or redis:// URL.
+pub fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split('/').next().unwrap_or(rest);
+    rest.rsplit_once('@').map_or(rest, |(_, hp)| hp)
+}
+
+/// A TCP proxy in front of a real server. `stop` closes the listener and every connection, which
+/// the service sees exactly as the server going away; `start_on` the same address brings it back.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), target).await
+    }
+
+    pub async fn start_on(listen: SocketAddr, target: &str) -> Self {
+        let listener = TcpListener::bind(listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let (token, target) = (stop.clone(), target.to_owned());
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    () = token.cancelled() => break,
+                    accepted = listener.accept() => match accepted { Ok(c) => c, Err(_) => continue },
+                };
+                let (token, target) = (token.clone(), target.clone());
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        () = token.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, stop }
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// `url` with its host:port replaced by this proxy's.
+    pub fn rewrite(&self, url: &str) -> String {
+        url.replacen(authority(url), &self.addr.to_string(), 1)
+    }
+}
+
+/// Polls `f` every 100 ms for up to `secs` seconds until it returns true.
+pub async fn eventually<F, Fut>(secs: u64, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
