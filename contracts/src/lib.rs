@@ -45,7 +45,11 @@ pub struct ErrorDetail {
 }
 
 impl ErrorBody {
-    pub fn new(code: impl Into<String>, message: impl Into<String>, request_id: impl Into<String>) -> Self {
+    pub fn new(
+        code: impl Into<String>,
+        message: impl Into<String>,
+        request_id: impl Into<String>,
+    ) -> Self {
         Self {
             error: ErrorDetail {
                 code: code.into(),
@@ -131,7 +135,8 @@ mod tests {
 
     #[test]
     fn error_body_has_the_documented_shape() {
-        let body = serde_json::to_value(ErrorBody::new("not_found", "ticket not found", "r-1")).unwrap();
+        let body =
+            serde_json::to_value(ErrorBody::new("not_found", "ticket not found", "r-1")).unwrap();
         assert_eq!(
             body,
             serde_json::json!({"error": {"code": "not_found", "message": "ticket not found", "request_id": "r-1"}})
@@ -140,8 +145,10 @@ mod tests {
 
     #[test]
     fn create_request_rejects_unknown_fields() {
-        let err = serde_json::from_str::<CreateTicketRequest>(r#"{"title":"abc","description":"d","prio":1}"#)
-            .unwrap_err();
+        let err = serde_json::from_str::<CreateTicketRequest>(
+            r#"{"title":"abc","description":"d","prio":1}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("unknown field `prio`"), "{err}");
     }
 
@@ -154,7 +161,10 @@ mod tests {
             payload: serde_json::json!({"ticket_id": Uuid::nil()}),
         };
         let text = serde_json::to_string(&env).unwrap();
-        assert!(text.contains(r#""created_at":"2026-11-22T10:00:00.123456Z""#), "{text}");
+        assert!(
+            text.contains(r#""created_at":"2026-11-22T10:00:00.123456Z""#),
+            "{text}"
+        );
         assert_eq!(serde_json::from_str::<EventEnvelope>(&text).unwrap(), env);
     }
 
@@ -162,6 +172,9 @@ mod tests {
     fn status_parses_case_insensitively_and_serializes_uppercase() {
         assert_eq!(TicketStatus::parse("closed"), Some(TicketStatus::Closed));
         assert_eq!(TicketStatus::parse("pending"), None);
-        assert_eq!(serde_json::to_string(&TicketStatus::Open).unwrap(), r#""OPEN""#);
+        assert_eq!(
+            serde_json::to_string(&TicketStatus::Open).unwrap(),
+            r#""OPEN""#
+        );
     }
 }

@@ -45,13 +45,20 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        config.validate().map_err(|msg| anyhow::anyhow!("invalid configuration: {msg}"))?;
+        config
+            .validate()
+            .map_err(|msg| anyhow::anyhow!("invalid configuration: {msg}"))?;
         let metrics = Arc::new(Metrics::new());
 
         let (store, pg_pool): (Arc<dyn TicketStore>, _) = match &config.database_url {
             Some(url) => {
-                let pg = PostgresStore::connect(url, config.db_max_connections, config.db_acquire_timeout, config.migrate)
-                    .await?;
+                let pg = PostgresStore::connect(
+                    url,
+                    config.db_max_connections,
+                    config.db_acquire_timeout,
+                    config.migrate,
+                )
+                .await?;
                 let pool = pg.pool().clone();
                 (Arc::new(pg), Some(pool))
             }
@@ -69,7 +76,11 @@ impl App {
                 redis.clone(),
                 metrics.clone(),
             )),
-            idempotency: Arc::new(IdempotencyCache::new(redis.clone(), config.idempotency_ttl, metrics.clone())),
+            idempotency: Arc::new(IdempotencyCache::new(
+                redis.clone(),
+                config.idempotency_ttl,
+                metrics.clone(),
+            )),
             store,
             redis,
             metrics,
@@ -81,7 +92,14 @@ impl App {
             .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, storage = state.store.kind(), redis = state.redis.is_some(), "service listening");
-        Ok(Self { router: router(state.clone(), &config), listener, addr, state, shutdown: CancellationToken::new(), config })
+        Ok(Self {
+            router: router(state.clone(), &config),
+            listener,
+            addr,
+            state,
+            shutdown: CancellationToken::new(),
+            config,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -98,8 +116,14 @@ impl App {
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        server::serve(self.listener, self.router, self.shutdown, self.config.header_read_timeout, self.config.shutdown_grace)
-            .await
+        server::serve(
+            self.listener,
+            self.router,
+            self.shutdown,
+            self.config.header_read_timeout,
+            self.config.shutdown_grace,
+        )
+        .await
     }
 }
 
@@ -108,7 +132,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let (mut business, ops) = routes::routers();
     if let Some(limiter) = middleware::user_rate_limiter(config.rate_limit_per_user) {
         spawn_limiter_cleanup(&limiter);
-        business = business.route_layer(axum::middleware::from_fn_with_state(limiter, middleware::rate_limit));
+        business = business.route_layer(axum::middleware::from_fn_with_state(
+            limiter,
+            middleware::rate_limit,
+        ));
     }
     let access_log = config.access_log.then(|| {
         TraceLayer::new_for_http()
@@ -120,7 +147,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
                     request_id = %crate::extract::request_id_of(req.headers()),
                 )
             })
-            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(tower_http::LatencyUnit::Micros))
+            .on_response(
+                DefaultOnResponse::new()
+                    .level(tracing::Level::INFO)
+                    .latency_unit(tower_http::LatencyUnit::Micros),
+            )
     });
     // `Router::layer` wraps what is already there: the first layer below is the innermost.
     let mut router = business
@@ -128,7 +159,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .fallback(middleware::route_not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            config.request_timeout,
+        ))
         .layer(axum::middleware::from_fn(middleware::envelope));
     if let Some(access_log) = access_log {
         router = router.layer(access_log);
@@ -136,7 +170,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
     router
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), middleware::track_metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            middleware::track_metrics,
+        ))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }

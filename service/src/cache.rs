@@ -44,11 +44,23 @@ pub struct ListCache {
 }
 
 impl ListCache {
-    pub fn new(l1_ttl: Duration, l1_capacity: u64, l2_ttl: Duration, redis: Option<Redis>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        l1_ttl: Duration,
+        l1_capacity: u64,
+        l2_ttl: Duration,
+        redis: Option<Redis>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
-            l1: moka::future::Cache::builder().max_capacity(l1_capacity).time_to_live(l1_ttl).build(),
+            l1: moka::future::Cache::builder()
+                .max_capacity(l1_capacity)
+                .time_to_live(l1_ttl)
+                .build(),
             // An evicted generation is re-created with a fresh number, so eviction is always safe.
-            generations: moka::sync::Cache::builder().max_capacity(l1_capacity).time_to_idle(l1_ttl * 10).build(),
+            generations: moka::sync::Cache::builder()
+                .max_capacity(l1_capacity)
+                .time_to_idle(l1_ttl * 10)
+                .build(),
             next_generation: AtomicU64::new(1),
             redis,
             l2_ttl,
@@ -57,22 +69,40 @@ impl ListCache {
     }
 
     fn generation(&self, user: &Arc<str>) -> u64 {
-        self.generations.get_with_by_ref(user, || self.next_generation.fetch_add(1, Ordering::Relaxed))
+        self.generations.get_with_by_ref(user, || {
+            self.next_generation.fetch_add(1, Ordering::Relaxed)
+        })
     }
 
     /// The JSON array of the page, from L1, L2 or the store.
-    pub async fn get_or_load(&self, store: &dyn TicketStore, user: &UserId, query: ListQuery) -> Result<Bytes, Arc<StoreError>> {
+    pub async fn get_or_load(
+        &self,
+        store: &dyn TicketStore,
+        user: &UserId,
+        query: ListQuery,
+    ) -> Result<Bytes, Arc<StoreError>> {
         let user_key: Arc<str> = Arc::from(user.as_str());
-        let key = L1Key { generation: self.generation(&user_key), user: user_key, query };
+        let key = L1Key {
+            generation: self.generation(&user_key),
+            user: user_key,
+            query,
+        };
         if let Some(hit) = self.l1.get(&key).await {
             self.count("l1", "hit");
             return Ok(hit);
         }
         self.count("l1", "miss");
-        self.l1.try_get_with(key, self.load(store, user, query)).await
+        self.l1
+            .try_get_with(key, self.load(store, user, query))
+            .await
     }
 
-    async fn load(&self, store: &dyn TicketStore, user: &UserId, query: ListQuery) -> Result<Bytes, StoreError> {
+    async fn load(
+        &self,
+        store: &dyn TicketStore,
+        user: &UserId,
+        query: ListQuery,
+    ) -> Result<Bytes, StoreError> {
         let entry_key = l2_key(user, query);
         let generation = match &self.redis {
             Some(redis) => {
@@ -89,10 +119,15 @@ impl ListCache {
                     .arg(self.generation_ttl_secs())
                     .cmd("GET")
                     .arg(&entry_key);
-                match redis.run::<(Option<String>, Option<Vec<u8>>)>("list_cache_get", pipe).await {
+                match redis
+                    .run::<(Option<String>, Option<Vec<u8>>)>("list_cache_get", pipe)
+                    .await
+                {
                     Some((current, entry)) => {
                         let current = current.unwrap_or(token);
-                        if let Some(json) = entry.as_deref().and_then(|e| strip_generation(e, &current)) {
+                        if let Some(json) =
+                            entry.as_deref().and_then(|e| strip_generation(e, &current))
+                        {
                             self.count("l2", "hit");
                             return Ok(Bytes::copy_from_slice(json));
                         }
@@ -105,16 +140,25 @@ impl ListCache {
             None => None,
         };
 
-        self.metrics.cache_db_loads.with_label_values(&[CACHE]).inc();
+        self.metrics
+            .cache_db_loads
+            .with_label_values(&[CACHE])
+            .inc();
         let tickets = store.list(user, query).await?;
-        let json = Bytes::from(serde_json::to_vec(&tickets).map_err(|e| StoreError::Other(e.into()))?);
+        let json =
+            Bytes::from(serde_json::to_vec(&tickets).map_err(|e| StoreError::Other(e.into()))?);
 
         if let (Some(redis), Some(generation)) = (&self.redis, generation) {
             let mut value = Vec::with_capacity(generation.len() + 1 + json.len());
             value.extend_from_slice(generation.as_bytes());
             value.push(b'\n');
             value.extend_from_slice(&json);
-            let cmd = redis::cmd("SET").arg(&entry_key).arg(value).arg("EX").arg(self.l2_ttl.as_secs().max(1)).clone();
+            let cmd = redis::cmd("SET")
+                .arg(&entry_key)
+                .arg(value)
+                .arg("EX")
+                .arg(self.l2_ttl.as_secs().max(1))
+                .clone();
             let redis = redis.clone();
             // Filling L2 need not delay the response.
             tokio::spawn(async move { redis.run::<()>("list_cache_set", cmd).await });
@@ -124,8 +168,10 @@ impl ListCache {
 
     /// Called after a create or close by `user` committed.
     pub async fn invalidate(&self, user: &UserId) {
-        self.generations
-            .insert(Arc::from(user.as_str()), self.next_generation.fetch_add(1, Ordering::Relaxed));
+        self.generations.insert(
+            Arc::from(user.as_str()),
+            self.next_generation.fetch_add(1, Ordering::Relaxed),
+        );
         if let Some(redis) = &self.redis {
             let token = uuid::Uuid::new_v4().simple().to_string();
             let cmd = redis::cmd("SET")
@@ -144,14 +190,22 @@ impl ListCache {
     }
 
     fn count(&self, layer: &str, result: &str) {
-        self.metrics.cache_requests.with_label_values(&[CACHE, layer, result]).inc();
+        self.metrics
+            .cache_requests
+            .with_label_values(&[CACHE, layer, result])
+            .inc();
     }
 }
 
 /// `tickets:list:<user>:<status>:<limit>:<offset>` (status `ALL` when unfiltered).
 pub fn l2_key(user: &UserId, q: ListQuery) -> String {
     let status = q.status.map_or("ALL", TicketStatus::as_str);
-    format!("tickets:list:{}:{status}:{}:{}", user.as_str(), q.limit, q.offset)
+    format!(
+        "tickets:list:{}:{status}:{}:{}",
+        user.as_str(),
+        q.limit,
+        q.offset
+    )
 }
 
 fn generation_key(user: &UserId) -> String {
@@ -177,8 +231,15 @@ mod tests {
     #[test]
     fn l2_key_follows_the_spec() {
         let user = UserId::parse("alice").unwrap();
-        let q = ListQuery { status: Some(TicketStatus::Open), limit: 50, offset: 0 };
+        let q = ListQuery {
+            status: Some(TicketStatus::Open),
+            limit: 50,
+            offset: 0,
+        };
         assert_eq!(l2_key(&user, q), "tickets:list:alice:OPEN:50:0");
-        assert_eq!(l2_key(&user, ListQuery { status: None, ..q }), "tickets:list:alice:ALL:50:0");
+        assert_eq!(
+            l2_key(&user, ListQuery { status: None, ..q }),
+            "tickets:list:alice:ALL:50:0"
+        );
     }
 }

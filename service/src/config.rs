@@ -116,8 +116,16 @@ impl Config {
             return Err("BODY_LIMIT_BYTES must be at least 1024".into());
         }
         for (name, url, schemes) in [
-            ("DATABASE_URL", &self.database_url, &["postgres://", "postgresql://"][..]),
-            ("REDIS_URL", &self.redis_url, &["redis://", "rediss://", "unix://"][..]),
+            (
+                "DATABASE_URL",
+                &self.database_url,
+                &["postgres://", "postgresql://"][..],
+            ),
+            (
+                "REDIS_URL",
+                &self.redis_url,
+                &["redis://", "rediss://", "unix://"][..],
+            ),
         ] {
             if let Some(url) = url
                 && !schemes.iter().any(|s| url.starts_with(s))
@@ -131,7 +139,13 @@ impl Config {
     /// A configuration for tests and embedding: memory mode on a free port, whatever the
     /// environment says.
     pub fn for_tests() -> Self {
-        let mut config = Self::parse_from(["service", "--listen-addr", "127.0.0.1:0", "--access-log", "false"]);
+        let mut config = Self::parse_from([
+            "service",
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--access-log",
+            "false",
+        ]);
         config.database_url = None;
         config.redis_url = None;
         config.migrate = false;

@@ -25,7 +25,9 @@ impl TicketTitle {
             )));
         }
         if title.chars().any(char::is_control) {
-            return Err(AppError::Validation("title must not contain control characters".into()));
+            return Err(AppError::Validation(
+                "title must not contain control characters".into(),
+            ));
         }
         Ok(Self(title.to_owned()))
     }
@@ -49,7 +51,10 @@ impl TicketDescription {
                 DESCRIPTION_CHARS.end()
             )));
         }
-        if raw.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        if raw
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
             return Err(AppError::Validation(
                 "description must not contain control characters other than newline and tab".into(),
             ));
@@ -87,7 +92,9 @@ pub struct UserId(String);
 impl UserId {
     pub fn parse(raw: &str) -> Result<Self, AppError> {
         if raw.is_empty() {
-            return Err(AppError::Unauthorized("X-User-Id header is required".into()));
+            return Err(AppError::Unauthorized(
+                "X-User-Id header is required".into(),
+            ));
         }
         let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-');
         if raw.len() > USER_ID_MAX_BYTES || !raw.chars().all(ok_char) {
@@ -109,10 +116,15 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub fn parse(raw: &str) -> Result<Self, AppError> {
-        if raw.is_empty() || raw.len() > IDEMPOTENCY_KEY_MAX_BYTES || !raw.chars().all(|c| c.is_ascii_graphic()) {
+        if raw.is_empty()
+            || raw.len() > IDEMPOTENCY_KEY_MAX_BYTES
+            || !raw.chars().all(|c| c.is_ascii_graphic())
+        {
             return Err(AppError::bad_request(
                 "invalid_idempotency_key",
-                format!("Idempotency-Key must be 1..{IDEMPOTENCY_KEY_MAX_BYTES} visible ASCII characters"),
+                format!(
+                    "Idempotency-Key must be 1..{IDEMPOTENCY_KEY_MAX_BYTES} visible ASCII characters"
+                ),
             ));
         }
         Ok(Self(raw.to_owned()))
@@ -133,7 +145,10 @@ mod tests {
         assert!(TicketTitle::parse(&"я".repeat(200)).is_ok());
         assert!(TicketTitle::parse(&"я".repeat(201)).is_err());
         assert!(TicketTitle::parse("ab").is_err());
-        assert!(TicketTitle::parse("  ab  ").is_err(), "whitespace does not count");
+        assert!(
+            TicketTitle::parse("  ab  ").is_err(),
+            "whitespace does not count"
+        );
         assert_eq!(TicketTitle::parse("  abc ").unwrap().as_str(), "abc");
         assert!(TicketTitle::parse("ab\u{7}c").is_err());
     }

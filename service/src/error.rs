@@ -48,7 +48,10 @@ pub struct ErrorInfo {
 
 impl AppError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        AppError::BadRequest { code, message: message.into() }
+        AppError::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -56,8 +59,12 @@ impl AppError {
             AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             AppError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            AppError::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
-            AppError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            AppError::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
+            AppError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             AppError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -73,12 +80,18 @@ impl IntoResponse for AppError {
         let (status, code) = self.status_and_code();
         match &self {
             // Logged once, here, with the whole cause chain; the body says only "internal error".
-            AppError::Internal(err) => tracing::error!(error = format!("{err:#}"), "request failed"),
+            AppError::Internal(err) => {
+                tracing::error!(error = format!("{err:#}"), "request failed")
+            }
             AppError::Unavailable(msg) => tracing::warn!(reason = %msg, "dependency unavailable"),
             _ => {}
         }
         let mut response = status.into_response();
-        response.extensions_mut().insert(ErrorInfo { code, message: self.to_string(), details: None });
+        response.extensions_mut().insert(ErrorInfo {
+            code,
+            message: self.to_string(),
+            details: None,
+        });
         response
     }
 }
@@ -95,7 +108,9 @@ impl From<StoreError> for AppError {
 impl From<JsonRejection> for AppError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::JsonSyntaxError(e) => AppError::bad_request("invalid_json", e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => {
+                AppError::bad_request("invalid_json", e.body_text())
+            }
             JsonRejection::JsonDataError(e) => AppError::Validation(e.body_text()),
             JsonRejection::MissingJsonContentType(_) => AppError::UnsupportedMediaType,
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {

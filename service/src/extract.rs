@@ -80,8 +80,11 @@ impl<S: Send + Sync> FromRequestParts<S> for TicketId {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
-        Uuid::parse_str(&raw)
-            .map(TicketId)
-            .map_err(|_| AppError::bad_request("invalid_id", format!("ticket id must be a UUID, got {raw:?}")))
+        Uuid::parse_str(&raw).map(TicketId).map_err(|_| {
+            AppError::bad_request(
+                "invalid_id",
+                format!("ticket id must be a UUID, got {raw:?}"),
+            )
+        })
     }
 }

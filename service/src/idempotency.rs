@@ -22,25 +22,44 @@ pub struct IdempotencyCache {
 
 impl IdempotencyCache {
     pub fn new(redis: Option<Redis>, ttl: Duration, metrics: Arc<Metrics>) -> Self {
-        Self { redis, ttl, metrics }
+        Self {
+            redis,
+            ttl,
+            metrics,
+        }
     }
 
     /// The ticket an earlier request with this key created, if Redis remembers it.
     pub async fn lookup(&self, user: &UserId, key: &IdempotencyKey) -> Option<Ticket> {
         let redis = self.redis.as_ref()?;
-        let raw: Option<Vec<u8>> = redis.run("idempotency_get", redis::cmd("GET").arg(redis_key(user, key)).clone()).await?;
+        let raw: Option<Vec<u8>> = redis
+            .run(
+                "idempotency_get",
+                redis::cmd("GET").arg(redis_key(user, key)).clone(),
+            )
+            .await?;
         serde_json::from_slice(&raw?).ok()
     }
 
     pub async fn remember(&self, user: &UserId, key: &IdempotencyKey, ticket: &Ticket) {
         let Some(redis) = &self.redis else { return };
-        let Ok(json) = serde_json::to_vec(ticket) else { return };
-        let cmd = redis::cmd("SET").arg(redis_key(user, key)).arg(json).arg("EX").arg(self.ttl.as_secs().max(1)).clone();
+        let Ok(json) = serde_json::to_vec(ticket) else {
+            return;
+        };
+        let cmd = redis::cmd("SET")
+            .arg(redis_key(user, key))
+            .arg(json)
+            .arg("EX")
+            .arg(self.ttl.as_secs().max(1))
+            .clone();
         redis.run::<()>("idempotency_set", cmd).await;
     }
 
     pub fn count_replay(&self, source: &'static str) {
-        self.metrics.idempotency_replays.with_label_values(&[source]).inc();
+        self.metrics
+            .idempotency_replays
+            .with_label_values(&[source])
+            .inc();
     }
 }
 

@@ -18,21 +18,36 @@ pub struct Redis {
 }
 
 impl Redis {
-    pub async fn connect(url: &str, timeout: Duration, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    pub async fn connect(
+        url: &str,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("parsing REDIS_URL")?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(timeout)
             .set_response_timeout(timeout)
             .set_number_of_retries(1);
-        let conn = tokio::time::timeout(timeout * 4, ConnectionManager::new_with_config(client, config))
-            .await
-            .context("connecting to REDIS_URL timed out")?
-            .context("connecting to REDIS_URL")?;
-        Ok(Self { conn, timeout, metrics })
+        let conn = tokio::time::timeout(
+            timeout * 4,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .context("connecting to REDIS_URL timed out")?
+        .context("connecting to REDIS_URL")?;
+        Ok(Self {
+            conn,
+            timeout,
+            metrics,
+        })
     }
 
     /// Runs one command or pipeline; `None` when Redis failed or was too slow.
-    pub async fn run<T: redis::FromRedisValue>(&self, op: &'static str, cmd: impl RedisQuery) -> Option<T> {
+    pub async fn run<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: impl RedisQuery,
+    ) -> Option<T> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, cmd.query(&mut conn)).await {
             Ok(Ok(v)) => Some(v),
@@ -53,7 +68,11 @@ impl Redis {
     pub async fn ping(&self) -> bool {
         let mut conn = self.conn.clone();
         matches!(
-            tokio::time::timeout(self.timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await,
+            tokio::time::timeout(
+                self.timeout,
+                redis::cmd("PING").query_async::<String>(&mut conn)
+            )
+            .await,
             Ok(Ok(_))
         )
     }
@@ -68,13 +87,19 @@ pub trait RedisQuery {
 }
 
 impl RedisQuery for redis::Cmd {
-    fn query<T: redis::FromRedisValue>(&self, conn: &mut ConnectionManager) -> impl Future<Output = redis::RedisResult<T>> + Send {
+    fn query<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send {
         self.query_async(conn)
     }
 }
 
 impl RedisQuery for redis::Pipeline {
-    fn query<T: redis::FromRedisValue>(&self, conn: &mut ConnectionManager) -> impl Future<Output = redis::RedisResult<T>> + Send {
+    fn query<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send {
         self.query_async(conn)
     }
 }

@@ -30,7 +30,10 @@ pub async fn run_cli() -> anyhow::Result<()> {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            let url = config.database_url.as_deref().context("DATABASE_URL must be set to migrate")?;
+            let url = config
+                .database_url
+                .as_deref()
+                .context("DATABASE_URL must be set to migrate")?;
             store::PostgresStore::connect(url, 1, config.db_acquire_timeout, true).await?;
             tracing::info!("migrations applied");
             Ok(())
@@ -54,5 +57,9 @@ pub async fn run_cli() -> anyhow::Result<()> {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(true).try_init();
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .try_init();
 }

@@ -1,10 +1,14 @@
 //! Prometheus metrics of one service instance (a registry per `App`, so tests can run several).
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 /// Latency buckets in seconds: fine-grained below 50 ms where the SLOs live.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
 ];
 
 pub struct Metrics {
@@ -28,45 +32,81 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by method, route template and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by method, route template and status",
+            ),
             &["method", "route", "status"],
         )
         .expect("valid metric");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route template")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route template",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["method", "route"],
         )
         .expect("valid metric");
-        let http_in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being served").expect("valid metric");
+        let http_in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being served")
+            .expect("valid metric");
         let cache_requests = IntCounterVec::new(
-            Opts::new("cache_requests_total", "Cache lookups by cache, layer and result"),
+            Opts::new(
+                "cache_requests_total",
+                "Cache lookups by cache, layer and result",
+            ),
             &["cache", "layer", "result"],
         )
         .expect("valid metric");
         let cache_db_loads = IntCounterVec::new(
-            Opts::new("cache_db_loads_total", "Cache misses that were loaded from the database"),
+            Opts::new(
+                "cache_db_loads_total",
+                "Cache misses that were loaded from the database",
+            ),
             &["cache"],
         )
         .expect("valid metric");
         let redis_degraded = IntCounterVec::new(
-            Opts::new("redis_degraded_total", "Operations that went on without Redis (error or timeout)"),
+            Opts::new(
+                "redis_degraded_total",
+                "Operations that went on without Redis (error or timeout)",
+            ),
             &["op"],
         )
         .expect("valid metric");
         let idempotency_replays = IntCounterVec::new(
-            Opts::new("idempotency_replays_total", "Requests answered from an earlier request with the same Idempotency-Key"),
+            Opts::new(
+                "idempotency_replays_total",
+                "Requests answered from an earlier request with the same Idempotency-Key",
+            ),
             &["source"],
         )
         .expect("valid metric");
-        let db_pool = IntGaugeVec::new(Opts::new("db_pool_connections", "Postgres pool connections by state"), &["state"])
-            .expect("valid metric");
-        for c in [&http_requests, &cache_requests, &cache_db_loads, &redis_degraded, &idempotency_replays] {
-            registry.register(Box::new(c.clone())).expect("unique metric");
+        let db_pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "Postgres pool connections by state"),
+            &["state"],
+        )
+        .expect("valid metric");
+        for c in [
+            &http_requests,
+            &cache_requests,
+            &cache_db_loads,
+            &redis_degraded,
+            &idempotency_replays,
+        ] {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
         }
-        registry.register(Box::new(http_duration.clone())).expect("unique metric");
-        registry.register(Box::new(http_in_flight.clone())).expect("unique metric");
-        registry.register(Box::new(db_pool.clone())).expect("unique metric");
+        registry
+            .register(Box::new(http_duration.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(http_in_flight.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(db_pool.clone()))
+            .expect("unique metric");
         Self {
             registry,
             http_requests,

@@ -30,13 +30,17 @@ pub async fn envelope(req: Request, next: Next) -> Response {
         None if is_json(&res) => return res,
         None => generic_info(status),
     };
-    let mut body = serde_json::to_value(ErrorBody::new(info.code, info.message, request_id)).unwrap_or_default();
+    let mut body = serde_json::to_value(ErrorBody::new(info.code, info.message, request_id))
+        .unwrap_or_default();
     if let (Some(details), Some(obj)) = (info.details, body.as_object_mut()) {
         obj.insert("details".into(), details);
     }
     let (mut parts, _) = res.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Response::from_parts(parts, Body::from(body.to_string()))
 }
 
@@ -49,17 +53,29 @@ fn is_json(res: &Response) -> bool {
 
 fn generic_info(status: StatusCode) -> ErrorInfo {
     let (code, message) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is larger than the limit"),
-        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ("timeout", "request took longer than the timeout"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this route"),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload_too_large", "request body is larger than the limit")
+        }
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
+            ("timeout", "request took longer than the timeout")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "unsupported content type")
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "method not allowed on this route")
+        }
         StatusCode::NOT_FOUND => ("route_not_found", "no such route"),
         StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests"),
         StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "service unavailable"),
         s if s.is_server_error() => ("internal", "internal error"),
         _ => ("bad_request", "bad request"),
     };
-    ErrorInfo { code, message: message.into(), details: None }
+    ErrorInfo {
+        code,
+        message: message.into(),
+        details: None,
+    }
 }
 
 /// Fallback for paths no route matches.
@@ -71,17 +87,29 @@ pub async fn route_not_found(req: Request) -> Response {
 /// Fallback for a known path with a method it does not serve.
 pub async fn method_not_allowed(req: Request) -> Response {
     let message = format!("{} is not allowed on {}", req.method(), req.uri().path());
-    error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message)
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        message,
+    )
 }
 
 fn error_response(status: StatusCode, code: &'static str, message: String) -> Response {
     let mut res = status.into_response();
-    res.extensions_mut().insert(ErrorInfo { code, message, details: None });
+    res.extensions_mut().insert(ErrorInfo {
+        code,
+        message,
+        details: None,
+    });
     res
 }
 
 /// Counts and times each request by route template (`/v1/tickets/{id}`, not the concrete path).
-pub async fn track_metrics(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+pub async fn track_metrics(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -110,8 +138,15 @@ pub fn user_rate_limiter(per_second: u32) -> Option<Arc<UserRateLimiter>> {
 
 /// 429 when the caller's `X-User-Id` is over its quota. Requests without a user id pass through
 /// (the handler answers 401).
-pub async fn rate_limit(State(limiter): State<Arc<UserRateLimiter>>, req: Request, next: Next) -> Response {
-    if let Some(user) = req.headers().get(headers::USER_ID).and_then(|v| v.to_str().ok())
+pub async fn rate_limit(
+    State(limiter): State<Arc<UserRateLimiter>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(user) = req
+        .headers()
+        .get(headers::USER_ID)
+        .and_then(|v| v.to_str().ok())
         && limiter.check_key(&user.to_owned()).is_err()
     {
         return AppError::RateLimited.into_response();

@@ -19,7 +19,10 @@ pub async fn serve(
     grace: Duration,
 ) -> anyhow::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
     let graceful = GracefulShutdown::new();
 
     loop {
@@ -37,7 +40,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(err) = conn.await {
@@ -47,7 +52,10 @@ pub async fn serve(
     }
 
     drop(listener);
-    tracing::info!(?grace, "shutting down: no new connections, waiting for in-flight requests");
+    tracing::info!(
+        ?grace,
+        "shutting down: no new connections, waiting for in-flight requests"
+    );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; dropping remaining connections"),

@@ -9,9 +9,20 @@ use super::Route;
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 pub fn routes() -> Vec<Route> {
-    vec![Route { method: Method::GET, path: "/v1/openapi.json", handler: get(openapi), business: false }]
+    vec![Route {
+        method: Method::GET,
+        path: "/v1/openapi.json",
+        handler: get(openapi),
+        business: false,
+    }]
 }
 
 async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], OPENAPI_JSON)
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI_JSON,
+    )
 }

@@ -15,7 +15,12 @@ use crate::error::ErrorInfo;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub fn routes() -> Vec<Route> {
-    let route = |method, path, handler| Route { method, path, handler, business: false };
+    let route = |method, path, handler| Route {
+        method,
+        path,
+        handler,
+        business: false,
+    };
     vec![
         route(Method::GET, "/healthz", get(healthz)),
         route(Method::GET, "/readyz", get(readyz)),
@@ -48,7 +53,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         if !ok {
             failed.push("redis");
         }
-        checks.insert("redis".into(), (if ok { "ok" } else { "error: no PONG" }).into());
+        checks.insert(
+            "redis".into(),
+            (if ok { "ok" } else { "error: no PONG" }).into(),
+        );
     }
 
     if failed.is_empty() {
@@ -68,10 +76,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
         let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
         let size = i64::from(pool.size());
         state.metrics.db_pool.with_label_values(&["idle"]).set(idle);
-        state.metrics.db_pool.with_label_values(&["in_use"]).set(size - idle);
+        state
+            .metrics
+            .db_pool
+            .with_label_values(&["in_use"])
+            .set(size - idle);
     }
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
         state.metrics.render(),
     )
         .into_response()

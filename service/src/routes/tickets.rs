@@ -21,7 +21,12 @@ pub const MAX_LIMIT: u32 = 200;
 pub const MAX_OFFSET: u32 = 100_000;
 
 pub fn routes() -> Vec<Route> {
-    let route = |method, path, handler| Route { method, path, handler, business: true };
+    let route = |method, path, handler| Route {
+        method,
+        path,
+        handler,
+        business: true,
+    };
     vec![
         route(Method::POST, "/v1/tickets", post(create_ticket)),
         route(Method::GET, "/v1/tickets", get(list_tickets)),
@@ -43,7 +48,11 @@ async fn create_ticket(
     {
         return replay(&state, &new, original, "redis");
     }
-    match state.store.create(&user, &new, key.as_ref(), &request_id).await? {
+    match state
+        .store
+        .create(&user, &new, key.as_ref(), &request_id)
+        .await?
+    {
         Created::New(ticket) => {
             state.lists.invalidate(&user).await;
             if let Some(key) = &key {
@@ -62,7 +71,12 @@ async fn create_ticket(
 }
 
 /// The answer to a repeated Idempotency-Key: the original ticket, unless the body differs.
-fn replay(state: &AppState, new: &NewTicket, original: Ticket, source: &'static str) -> Result<Response, AppError> {
+fn replay(
+    state: &AppState,
+    new: &NewTicket,
+    original: Ticket,
+    source: &'static str,
+) -> Result<Response, AppError> {
     if original.title != new.title.as_str() || original.description != new.description.as_str() {
         return Err(AppError::IdempotencyKeyReused);
     }
@@ -77,19 +91,34 @@ fn created(ticket: Ticket, replayed: bool) -> Response {
         res.headers_mut().insert(header::LOCATION, v);
     }
     if replayed {
-        res.headers_mut().insert(headers::IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        res.headers_mut().insert(
+            headers::IDEMPOTENT_REPLAYED,
+            HeaderValue::from_static("true"),
+        );
     }
     res
 }
 
-async fn get_ticket(State(state): State<AppState>, User(user): User, TicketId(id): TicketId) -> Result<axum::Json<Ticket>, AppError> {
-    let ticket = state.store.get(id).await?.ok_or(AppError::NotFound("ticket"))?;
+async fn get_ticket(
+    State(state): State<AppState>,
+    User(user): User,
+    TicketId(id): TicketId,
+) -> Result<axum::Json<Ticket>, AppError> {
+    let ticket = state
+        .store
+        .get(id)
+        .await?
+        .ok_or(AppError::NotFound("ticket"))?;
     owned_by(&ticket, &user)?;
     Ok(axum::Json(ticket))
 }
 
 fn owned_by(ticket: &Ticket, user: &UserId) -> Result<(), AppError> {
-    if ticket.created_by == user.as_str() { Ok(()) } else { Err(AppError::Forbidden) }
+    if ticket.created_by == user.as_str() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,17 +135,30 @@ impl ListParams {
         let status = match self.status.as_deref() {
             None | Some("") => None,
             Some(s) => Some(TicketStatus::parse(s).ok_or_else(|| {
-                AppError::bad_request("invalid_query", format!("status must be OPEN or CLOSED, got {s:?}"))
-            })?),
-        };
-        let number = |name: &str, raw: Option<String>, default: u32, range: std::ops::RangeInclusive<u32>| {
-            let Some(raw) = raw else { return Ok(default) };
-            raw.parse::<u32>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
                 AppError::bad_request(
                     "invalid_query",
-                    format!("{name} must be an integer from {} to {}, got {raw:?}", range.start(), range.end()),
+                    format!("status must be OPEN or CLOSED, got {s:?}"),
                 )
-            })
+            })?),
+        };
+        let number = |name: &str,
+                      raw: Option<String>,
+                      default: u32,
+                      range: std::ops::RangeInclusive<u32>| {
+            let Some(raw) = raw else { return Ok(default) };
+            raw.parse::<u32>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    AppError::bad_request(
+                        "invalid_query",
+                        format!(
+                            "{name} must be an integer from {} to {}, got {raw:?}",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                })
         };
         Ok(ListQuery {
             status,
@@ -140,7 +182,14 @@ async fn list_tickets(
             Ok(err) => AppError::from(err),
             Err(shared) => AppError::Unavailable(format!("loading the list failed: {shared}")),
         })?;
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], Body::from(json)).into_response())
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Body::from(json),
+    )
+        .into_response())
 }
 
 async fn close_ticket(

@@ -8,7 +8,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use contracts::{Ticket, TicketStatus, event_types};
 use uuid::Uuid;
 
-use super::{CloseOutcome, Created, ListQuery, StoreError, StoredEvent, TicketStore, event_payload};
+use super::{
+    CloseOutcome, Created, ListQuery, StoreError, StoredEvent, TicketStore, event_payload,
+};
 use crate::domain::{IdempotencyKey, NewTicket, UserId};
 
 #[derive(Default)]
@@ -26,12 +28,24 @@ struct Inner {
 }
 
 impl Inner {
-    fn push_event(&mut self, ticket: &Ticket, event_type: &str, request_id: &str, at: DateTime<Utc>) {
+    fn push_event(
+        &mut self,
+        ticket: &Ticket,
+        event_type: &str,
+        request_id: &str,
+        at: DateTime<Utc>,
+    ) {
         self.outbox.push(StoredEvent {
             event_id: Uuid::now_v7(),
             aggregate_id: ticket.id,
             event_type: event_type.to_owned(),
-            payload: event_payload(ticket.id, &ticket.created_by, &ticket.title, ticket.status, request_id),
+            payload: event_payload(
+                ticket.id,
+                &ticket.created_by,
+                &ticket.title,
+                ticket.status,
+                request_id,
+            ),
             status: "pending".into(),
             created_at: at,
         });
@@ -46,7 +60,9 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-written ticket: every write below
         // mutates only after all checks, so the data is still consistent.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -72,7 +88,9 @@ impl TicketStore for MemoryStore {
         let idem = idempotency_key.map(|k| (owner.as_str().to_owned(), k.as_str().to_owned()));
         if let Some(existing) = idem.as_ref().and_then(|k| inner.idempotency.get(k)) {
             let ticket = inner.tickets.get(existing).cloned().ok_or_else(|| {
-                StoreError::Other(anyhow::anyhow!("idempotency key points at a missing ticket"))
+                StoreError::Other(anyhow::anyhow!(
+                    "idempotency key points at a missing ticket"
+                ))
             })?;
             return Ok(Created::Existing(ticket));
         }
@@ -88,7 +106,11 @@ impl TicketStore for MemoryStore {
             closed_at: None,
         };
         inner.push_event(&ticket, event_types::TICKET_CREATED, request_id, at);
-        inner.by_owner.entry(ticket.created_by.clone()).or_default().push(ticket.id);
+        inner
+            .by_owner
+            .entry(ticket.created_by.clone())
+            .or_default()
+            .push(ticket.id);
         if let Some(k) = idem {
             inner.idempotency.insert(k, ticket.id);
         }
@@ -116,7 +138,12 @@ impl TicketStore for MemoryStore {
             .collect())
     }
 
-    async fn close(&self, id: Uuid, owner: &UserId, request_id: &str) -> Result<CloseOutcome, StoreError> {
+    async fn close(
+        &self,
+        id: Uuid,
+        owner: &UserId,
+        request_id: &str,
+    ) -> Result<CloseOutcome, StoreError> {
         let mut inner = self.lock();
         let Some(ticket) = inner.tickets.get_mut(&id) else {
             return Ok(CloseOutcome::NotFound);
@@ -137,7 +164,13 @@ impl TicketStore for MemoryStore {
     }
 
     async fn events_for(&self, ticket_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        Ok(self.lock().outbox.iter().filter(|e| e.aggregate_id == ticket_id).cloned().collect())
+        Ok(self
+            .lock()
+            .outbox
+            .iter()
+            .filter(|e| e.aggregate_id == ticket_id)
+            .cloned()
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -78,7 +78,12 @@ pub trait TicketStore: Send + Sync + 'static {
 
     async fn list(&self, owner: &UserId, query: ListQuery) -> Result<Vec<Ticket>, StoreError>;
 
-    async fn close(&self, id: Uuid, owner: &UserId, request_id: &str) -> Result<CloseOutcome, StoreError>;
+    async fn close(
+        &self,
+        id: Uuid,
+        owner: &UserId,
+        request_id: &str,
+    ) -> Result<CloseOutcome, StoreError>;
 
     /// Outbox events of one ticket, oldest first.
     async fn events_for(&self, ticket_id: Uuid) -> Result<Vec<StoredEvent>, StoreError>;
@@ -88,7 +93,13 @@ pub trait TicketStore: Send + Sync + 'static {
 }
 
 /// The outbox payload of `ticket.created` / `ticket.closed` (see `contracts::TicketEventPayload`).
-fn event_payload(ticket_id: Uuid, created_by: &str, title: &str, status: TicketStatus, request_id: &str) -> serde_json::Value {
+fn event_payload(
+    ticket_id: Uuid,
+    created_by: &str,
+    title: &str,
+    status: TicketStatus,
+    request_id: &str,
+) -> serde_json::Value {
     serde_json::json!({
         "ticket_id": ticket_id,
         "created_by": created_by,

@@ -11,7 +11,9 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-use super::{CloseOutcome, Created, ListQuery, StoreError, StoredEvent, TicketStore, event_payload};
+use super::{
+    CloseOutcome, Created, ListQuery, StoreError, StoredEvent, TicketStore, event_payload,
+};
 use crate::domain::{IdempotencyKey, NewTicket, UserId};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -22,8 +24,11 @@ macro_rules! ticket_columns {
     };
 }
 const GET: &str = concat!("SELECT ", ticket_columns!(), " FROM tickets WHERE id = $1");
-const BY_IDEMPOTENCY_KEY: &str =
-    concat!("SELECT ", ticket_columns!(), " FROM tickets WHERE created_by = $1 AND idempotency_key = $2");
+const BY_IDEMPOTENCY_KEY: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    " FROM tickets WHERE created_by = $1 AND idempotency_key = $2"
+);
 /// Ticket and `ticket.created` event in one statement. With an Idempotency-Key already used by
 /// this user, nothing is inserted and no row comes back.
 const CREATE: &str = concat!(
@@ -31,12 +36,16 @@ const CREATE: &str = concat!(
         INSERT INTO tickets (id, created_by, title, description, idempotency_key)
         VALUES ($1, $2, $3, $4, $5)
         ON CONFLICT (created_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING ", ticket_columns!(), "
+        RETURNING ",
+    ticket_columns!(),
+    "
     ), e AS (
         INSERT INTO outbox_events (event_id, aggregate_id, event_type, payload, headers)
         SELECT $6, t.id, $7, $8, $9 FROM t
     )
-    SELECT ", ticket_columns!(), " FROM t"
+    SELECT ",
+    ticket_columns!(),
+    " FROM t"
 );
 /// `status = 'OPEN'` makes concurrent closes race on the row lock: exactly one updates and writes
 /// the `ticket.closed` event, the others see the closed row and write nothing.
@@ -44,7 +53,9 @@ const CLOSE: &str = concat!(
     "WITH upd AS (
         UPDATE tickets SET status = 'CLOSED', closed_at = now(), updated_at = now()
         WHERE id = $1 AND created_by = $2 AND status = 'OPEN'
-        RETURNING ", ticket_columns!(), "
+        RETURNING ",
+    ticket_columns!(),
+    "
     ), e AS (
         INSERT INTO outbox_events (event_id, aggregate_id, event_type, payload, headers)
         SELECT $3, upd.id, $4,
@@ -53,13 +64,18 @@ const CLOSE: &str = concat!(
                jsonb_build_object('request_id', $5::text)
         FROM upd
     )
-    SELECT ", ticket_columns!(), " FROM upd"
+    SELECT ",
+    ticket_columns!(),
+    " FROM upd"
 );
 const LIST_ALL: &str = concat!(
-    "SELECT ", ticket_columns!(), " FROM tickets WHERE created_by = $1 ORDER BY created_at DESC LIMIT $2 OFFSET $3"
+    "SELECT ",
+    ticket_columns!(),
+    " FROM tickets WHERE created_by = $1 ORDER BY created_at DESC LIMIT $2 OFFSET $3"
 );
 const LIST_BY_STATUS: &str = concat!(
-    "SELECT ", ticket_columns!(),
+    "SELECT ",
+    ticket_columns!(),
     " FROM tickets WHERE created_by = $1 AND status = $4 ORDER BY created_at DESC LIMIT $2 OFFSET $3"
 );
 
@@ -84,8 +100,13 @@ impl TryFrom<TicketRow> for Ticket {
     type Error = StoreError;
 
     fn try_from(row: TicketRow) -> Result<Self, StoreError> {
-        let status = TicketStatus::parse(&row.status)
-            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("unknown ticket status {:?} in row {}", row.status, row.id)))?;
+        let status = TicketStatus::parse(&row.status).ok_or_else(|| {
+            StoreError::Other(anyhow::anyhow!(
+                "unknown ticket status {:?} in row {}",
+                row.status,
+                row.id
+            ))
+        })?;
         Ok(Ticket {
             id: row.id,
             title: row.title,
@@ -101,7 +122,10 @@ impl TryFrom<TicketRow> for Ticket {
 
 fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |err| match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => {
             StoreError::Unavailable(format!("database unavailable ({context}): {err}"))
         }
         other => StoreError::Other(anyhow::Error::new(other).context(context)),
@@ -110,7 +134,12 @@ fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 
 impl PostgresStore {
     /// Connects (failing fast when the database is unreachable) and optionally migrates.
-    pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration, migrate: bool) -> anyhow::Result<Self> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+        migrate: bool,
+    ) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(max_connections.min(4))
@@ -160,7 +189,13 @@ impl TicketStore for PostgresStore {
             .bind(idempotency_key.map(IdempotencyKey::as_str))
             .bind(Uuid::now_v7())
             .bind(event_types::TICKET_CREATED)
-            .bind(event_payload(id, owner.as_str(), new.title.as_str(), TicketStatus::Open, request_id))
+            .bind(event_payload(
+                id,
+                owner.as_str(),
+                new.title.as_str(),
+                TicketStatus::Open,
+                request_id,
+            ))
             .bind(serde_json::json!({ "request_id": request_id }))
             .fetch_optional(&self.pool)
             .await
@@ -169,14 +204,17 @@ impl TicketStore for PostgresStore {
             return Ok(Created::New(row.try_into()?));
         }
         // ON CONFLICT DO NOTHING waited for the competing insert to commit; it is visible now.
-        let key = idempotency_key
-            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("insert without idempotency key returned no row")))?;
+        let key = idempotency_key.ok_or_else(|| {
+            StoreError::Other(anyhow::anyhow!(
+                "insert without idempotency key returned no row"
+            ))
+        })?;
         let row: TicketRow = sqlx::query_as(BY_IDEMPOTENCY_KEY)
-        .bind(owner.as_str())
-        .bind(key.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error("fetch ticket by idempotency key"))?;
+            .bind(owner.as_str())
+            .bind(key.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error("fetch ticket by idempotency key"))?;
         Ok(Created::Existing(row.try_into()?))
     }
 
@@ -187,19 +225,31 @@ impl TicketStore for PostgresStore {
     async fn list(&self, owner: &UserId, q: ListQuery) -> Result<Vec<Ticket>, StoreError> {
         // Two statements rather than `$2 IS NULL OR status = $2`, so each prepared plan uses its
         // own index: (created_by, created_at desc) or (created_by, status, created_at desc).
-        let query = sqlx::query_as::<_, TicketRow>(if q.status.is_some() { LIST_BY_STATUS } else { LIST_ALL })
-            .bind(owner.as_str())
-            .bind(i64::from(q.limit))
-            .bind(i64::from(q.offset));
+        let query = sqlx::query_as::<_, TicketRow>(if q.status.is_some() {
+            LIST_BY_STATUS
+        } else {
+            LIST_ALL
+        })
+        .bind(owner.as_str())
+        .bind(i64::from(q.limit))
+        .bind(i64::from(q.offset));
         let query = match q.status {
             Some(status) => query.bind(status.as_str()),
             None => query,
         };
-        let rows = query.fetch_all(&self.pool).await.map_err(db_error("list tickets"))?;
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("list tickets"))?;
         rows.into_iter().map(Ticket::try_from).collect()
     }
 
-    async fn close(&self, id: Uuid, owner: &UserId, request_id: &str) -> Result<CloseOutcome, StoreError> {
+    async fn close(
+        &self,
+        id: Uuid,
+        owner: &UserId,
+        request_id: &str,
+    ) -> Result<CloseOutcome, StoreError> {
         let row: Option<TicketRow> = sqlx::query_as(CLOSE)
             .bind(id)
             .bind(owner.as_str())
@@ -220,29 +270,35 @@ impl TicketStore for PostgresStore {
     }
 
     async fn events_for(&self, ticket_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows: Vec<(Uuid, Uuid, String, serde_json::Value, String, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT event_id, aggregate_id, event_type, payload, status, created_at
+        let rows: Vec<(Uuid, Uuid, String, serde_json::Value, String, DateTime<Utc>)> =
+            sqlx::query_as(
+                "SELECT event_id, aggregate_id, event_type, payload, status, created_at
              FROM outbox_events WHERE aggregate_id = $1 ORDER BY id",
-        )
-        .bind(ticket_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error("list outbox events"))?;
+            )
+            .bind(ticket_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("list outbox events"))?;
         Ok(rows
             .into_iter()
-            .map(|(event_id, aggregate_id, event_type, payload, status, created_at)| StoredEvent {
-                event_id,
-                aggregate_id,
-                event_type,
-                payload,
-                status,
-                created_at,
-            })
+            .map(
+                |(event_id, aggregate_id, event_type, payload, status, created_at)| StoredEvent {
+                    event_id,
+                    aggregate_id,
+                    event_type,
+                    payload,
+                    status,
+                    created_at,
+                },
+            )
             .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_error("ping"))?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("ping"))?;
         Ok(())
     }
 }

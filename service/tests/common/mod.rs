@@ -18,7 +18,9 @@ pub fn stack() -> Option<(String, String)> {
     match (std::env::var("DATABASE_URL"), std::env::var("REDIS_URL")) {
         (Ok(db), Ok(redis)) => Some((db, redis)),
         _ if std::env::var("SERVICEDESK_REQUIRE_STACK").is_ok_and(|v| v == "1") => {
-            panic!("DATABASE_URL and REDIS_URL must be set: run `eval \"$(infra/local/stack env)\"` (make test does)")
+            panic!(
+                "DATABASE_URL and REDIS_URL must be set: run `eval \"$(infra/local/stack env)\"` (make test does)"
+            )
         }
         _ => {
             eprintln!("skipped: the local stack is not running (make test starts it)");
@@ -47,7 +49,14 @@ impl TestApp {
         let app = App::build(config).await.expect("app builds");
         let (addr, state, stop) = (app.addr(), app.state().clone(), app.shutdown_token());
         let server = tokio::spawn(app.run_until_stopped());
-        Self { addr, client: Client::new(), state, stop, user: new_user(), server }
+        Self {
+            addr,
+            client: Client::new(),
+            state,
+            stop,
+            user: new_user(),
+            server,
+        }
     }
 
     pub async fn memory() -> Self {
@@ -66,7 +75,9 @@ impl TestApp {
 
     /// A request as `self.user`.
     pub fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, self.url(path)).header("x-user-id", &self.user)
+        self.client
+            .request(method, self.url(path))
+            .header("x-user-id", &self.user)
     }
 
     pub async fn create(&self, title: &str) -> Value {
@@ -76,18 +87,31 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 201, "create failed: {}", res.text().await.unwrap());
+        assert_eq!(
+            res.status(),
+            201,
+            "create failed: {}",
+            res.text().await.unwrap()
+        );
         res.json().await.unwrap()
     }
 
     pub async fn list(&self, query: &str) -> Vec<Value> {
-        let res = self.req(Method::GET, &format!("/v1/tickets{query}")).send().await.unwrap();
+        let res = self
+            .req(Method::GET, &format!("/v1/tickets{query}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
         res.json().await.unwrap()
     }
 
     pub async fn events(&self, ticket_id: &str) -> Vec<service::store::StoredEvent> {
-        self.state.store.events_for(ticket_id.parse().unwrap()).await.unwrap()
+        self.state
+            .store
+            .events_for(ticket_id.parse().unwrap())
+            .await
+            .unwrap()
     }
 
     pub async fn stop(self) {
@@ -111,11 +135,26 @@ pub fn new_user() -> String {
 /// Asserts the error envelope and returns the body.
 pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
     assert_eq!(res.status(), status, "unexpected status");
-    let request_id = res.headers().get("x-request-id").expect("x-request-id header").to_str().unwrap().to_owned();
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id header")
+        .to_str()
+        .unwrap()
+        .to_owned();
     let body: Value = res.json().await.expect("JSON error body");
     assert_eq!(body["error"]["code"], code, "body: {body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
-    assert_eq!(body["error"]["request_id"], request_id.as_str(), "request_id in body matches the header");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "body: {body}"
+    );
+    assert_eq!(
+        body["error"]["request_id"],
+        request_id.as_str(),
+        "request_id in body matches the header"
+    );
     body
 }
 
@@ -151,7 +190,9 @@ impl Proxy {
                 };
                 let (token, target) = (token.clone(), target.clone());
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else { return };
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
                     tokio::select! {
                         () = token.cancelled() => {}
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}

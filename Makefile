@@ -1,0 +1,41 @@
+SHELL := /bin/bash
+STACK := infra/local/stack
+# Tests that need the stack fail (instead of skipping) when it is missing.
+TEST_ENV := eval "$$($(STACK) env)" && export SERVICEDESK_REQUIRE_STACK=1 &&
+
+.PHONY: check fmt fmt-check lint test stack-up stack-down stack-status migrate run run-stack
+
+## check: formatting, clippy -D warnings, then all tests on the local stack
+check: fmt-check lint test
+
+fmt:
+	cargo fmt --all
+
+fmt-check:
+	cargo fmt --all -- --check
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## test: install/start the local stack (idempotent), then run every test against it
+test: stack-up
+	$(TEST_ENV) cargo test --workspace
+
+stack-up:
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+stack-status:
+	$(STACK) status
+
+migrate: stack-up
+	eval "$$($(STACK) env)" && cargo run -q -p service -- migrate
+
+## run: the API in memory mode; run-stack: the API on the local stack
+run:
+	cargo run --release -p service
+
+run-stack: stack-up
+	eval "$$($(STACK) env)" && cargo run --release -p service -- --migrate
