@@ -3,7 +3,7 @@ STACK := infra/local/stack
 # Tests that need the stack fail (instead of skipping) when it is missing.
 TEST_ENV := eval "$$($(STACK) env)" && export SERVICEDESK_REQUIRE_STACK=1 &&
 
-.PHONY: check fmt fmt-check lint test stack-up stack-down stack-status migrate run run-stack
+.PHONY: check fmt fmt-check lint test e2e stack-up stack-down stack-status migrate run run-stack
 
 ## check: formatting, clippy -D warnings, then all tests on the local stack
 check: fmt-check lint test
@@ -17,9 +17,14 @@ fmt-check:
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## test: install/start the local stack (idempotent), then run every test against it
+## test: install/start the local stack (idempotent), run every test against it, then the e2e check
 test: stack-up
 	$(TEST_ENV) cargo test --workspace
+	infra/local/e2e
+
+## e2e: service + relay + notifier on the local stack, one ticket through the whole pipeline
+e2e:
+	infra/local/e2e
 
 stack-up:
 	$(STACK) up

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::domain::{IdempotencyKey, NewTicket, UserId};
 
 pub use memory::MemoryStore;
-pub use postgres::PostgresStore;
+pub use postgres::{MIGRATOR, PostgresStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,0 +1,142 @@
+//! `App::build(config)` wires the consumer, the DLQ producer, the pool and the health endpoint;
+//! `run_until_stopped` consumes until the shutdown token fires.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::consumer::{self, Notifier};
+use crate::metrics::Metrics;
+
+pub struct App {
+    notifier: Arc<Notifier>,
+    metrics: Arc<Metrics>,
+    listener: TcpListener,
+    addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        config
+            .validate()
+            .map_err(|m| anyhow::anyhow!("invalid configuration: {m}"))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.db_max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&config.database_url)
+            .await
+            .context("connecting to Postgres (DATABASE_URL)")?;
+        let metrics = Arc::new(Metrics::new());
+        let notifier = Arc::new(Notifier {
+            consumer: consumer::consumer(&config, metrics.clone())?,
+            dlq: consumer::dlq_producer(&config)?,
+            pool,
+            metrics: metrics.clone(),
+            dlq_topic: config.dlq_topic.clone(),
+            backoff: config.backoff(),
+            max_attempts: config.max_attempts,
+            batch_size: config.batch_size,
+            batch_wait: config.batch_wait,
+        });
+        let listener = TcpListener::bind(config.metrics_addr)
+            .await
+            .with_context(|| format!("binding the metrics address {}", config.metrics_addr))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(topic = %config.topic, group = %config.group_id,
+            retry_delays = ?config.retry_delays(), "notifier configured");
+        Ok(App {
+            notifier,
+            metrics,
+            listener,
+            addr,
+            stop: CancellationToken::new(),
+        })
+    }
+
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let App {
+            notifier,
+            metrics,
+            listener,
+            stop,
+            ..
+        } = self;
+        let router = Router::new()
+            .route("/metrics", get(metrics_handler))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .with_state((notifier.clone(), metrics));
+        let http_stop = stop.clone();
+        let http = tokio::spawn(async move {
+            let serve = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { http_stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+        notifier.run(stop.clone()).await;
+        stop.cancel();
+        let _ = http.await;
+        tracing::info!("notifier stopped");
+        Ok(())
+    }
+}
+
+type HttpState = (Arc<Notifier>, Arc<Metrics>);
+
+async fn metrics_handler(State((_, metrics)): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        metrics.render(),
+    )
+}
+
+/// Ready when Postgres answers and the consumer holds at least one partition.
+async fn readyz(State((notifier, _)): State<HttpState>) -> impl IntoResponse {
+    let db = sqlx::query("SELECT 1")
+        .execute(&notifier.pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let assigned = notifier.assignment_size().map_err(|e| e.to_string());
+    let ok = db.is_ok() && matches!(assigned, Ok(n) if n > 0);
+    let body = serde_json::json!({
+        "postgres": db.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.clone()),
+        "assigned_partitions": assigned.as_ref().map(|n| serde_json::json!(n))
+            .unwrap_or_else(|e| serde_json::json!(e)),
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body))
+}

@@ -1,0 +1,165 @@
+//! Configuration: one clap struct, every knob also an environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "notifier",
+    version,
+    about = "Consumes ticket events and writes one notification per event (idempotent, with retries and a DLQ)"
+)]
+pub struct Config {
+    /// Postgres URL holding `processed_events` and `notifications`.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Kafka bootstrap servers (`host:port[,host:port]`).
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:59092")]
+    pub kafka_brokers: String,
+
+    /// Topic to consume.
+    #[arg(long, env = "NOTIFIER_TOPIC", default_value = contracts::topics::TICKETS_EVENTS)]
+    pub topic: String,
+
+    /// Where messages go after the last failed attempt.
+    #[arg(long, env = "NOTIFIER_DLQ_TOPIC", default_value = contracts::topics::TICKETS_DLQ)]
+    pub dlq_topic: String,
+
+    /// Consumer group.
+    #[arg(
+        long,
+        env = "NOTIFIER_GROUP_ID",
+        default_value = "notification-service"
+    )]
+    pub group_id: String,
+
+    /// Attempts per message before it goes to the DLQ.
+    #[arg(long, env = "NOTIFIER_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// Delay before the first retry.
+    #[arg(long, env = "NOTIFIER_RETRY_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_base: Duration,
+
+    /// Each retry waits this many times longer than the one before (1 s, 2 s, 4 s, 8 s by default).
+    #[arg(long, env = "NOTIFIER_RETRY_FACTOR", default_value_t = 2.0)]
+    pub retry_factor: f32,
+
+    /// Upper bound of one retry delay.
+    #[arg(long, env = "NOTIFIER_RETRY_MAX", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub retry_max: Duration,
+
+    /// Messages handled in one Postgres transaction when they are already waiting.
+    #[arg(long, env = "NOTIFIER_BATCH_SIZE", default_value_t = 256)]
+    pub batch_size: usize,
+
+    /// How long to wait for more messages to fill a batch once one has arrived.
+    #[arg(long, env = "NOTIFIER_BATCH_WAIT", default_value = "2ms", value_parser = humantime::parse_duration)]
+    pub batch_wait: Duration,
+
+    /// Address of `/metrics`, `/healthz`, `/readyz`. Port 0: any.
+    #[arg(long, env = "NOTIFIER_METRICS_ADDR", default_value = "127.0.0.1:9102")]
+    pub metrics_addr: SocketAddr,
+
+    /// Postgres connections.
+    #[arg(long, env = "NOTIFIER_DB_MAX_CONNECTIONS", default_value_t = 4)]
+    pub db_max_connections: u32,
+}
+
+impl Config {
+    /// Defaults for tests: private topics and group, port 0, millisecond retries.
+    pub fn for_tests(database_url: &str, brokers: &str, topic: &str, dlq: &str) -> Self {
+        let mut c = Config::parse_from([
+            "notifier",
+            "--database-url",
+            database_url,
+            "--kafka-brokers",
+            brokers,
+            "--topic",
+            topic,
+            "--dlq-topic",
+            dlq,
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ]);
+        c.group_id = format!("{topic}-notifier");
+        c.retry_base = Duration::from_millis(20);
+        c.retry_max = Duration::from_millis(200);
+        c
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.database_url.is_empty() {
+            return Err("DATABASE_URL must be set".into());
+        }
+        if self.max_attempts == 0 {
+            return Err("NOTIFIER_MAX_ATTEMPTS must be >= 1".into());
+        }
+        if self.retry_factor < 1.0 {
+            return Err("NOTIFIER_RETRY_FACTOR must be >= 1".into());
+        }
+        if self.batch_size == 0 || self.batch_size > 10_000 {
+            return Err("NOTIFIER_BATCH_SIZE must be within 1..=10000".into());
+        }
+        if self.topic == self.dlq_topic {
+            return Err("NOTIFIER_DLQ_TOPIC must differ from NOTIFIER_TOPIC".into());
+        }
+        Ok(())
+    }
+
+    /// Exponential backoff between attempts: `base * factor^n`, capped, `max_attempts - 1`
+    /// retries. No jitter: one consumer retries one message at a time.
+    pub fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.retry_base)
+            .with_factor(self.retry_factor)
+            .with_max_delay(self.retry_max)
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize)
+    }
+
+    /// The delays [`Config::backoff`] produces, for logs and tests.
+    pub fn retry_delays(&self) -> Vec<Duration> {
+        self.backoff().build().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Config {
+        let mut args = vec!["notifier", "--database-url", "postgres://x/y"];
+        args.extend_from_slice(extra);
+        Config::parse_from(args)
+    }
+
+    #[test]
+    fn default_backoff_is_the_seed_schedule() {
+        let secs: Vec<u64> = parse(&[])
+            .retry_delays()
+            .iter()
+            .map(|d| d.as_secs())
+            .collect();
+        assert_eq!(secs, [1, 2, 4, 8]);
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        let c = parse(&["--max-attempts", "8", "--retry-max", "5s"]);
+        assert_eq!(c.retry_delays().last(), Some(&Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_variable() {
+        let err = parse(&["--max-attempts", "0"]).validate().unwrap_err();
+        assert!(err.contains("NOTIFIER_MAX_ATTEMPTS"), "{err}");
+        let err = parse(&["--dlq-topic", "tickets.events"])
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("NOTIFIER_DLQ_TOPIC"), "{err}");
+    }
+}

@@ -1,0 +1,332 @@
+//! The consume loop: batches of waiting messages are handled in one transaction; a batch that
+//! fails falls back to one message at a time with exponential backoff, and a message that still
+//! fails after the last attempt goes to the DLQ so its partition moves on. Offsets are stored only
+//! once every message of the batch is handled or dead-lettered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::handler::{self, HandleError, NewNotification};
+use crate::metrics::Metrics;
+
+/// DLQ header names, next to the original message's own headers.
+pub mod dlq_header {
+    pub const ERROR: &str = "dlq.error";
+    pub const REASON: &str = "dlq.reason";
+    pub const ATTEMPTS: &str = "dlq.attempts";
+    pub const SOURCE: &str = "dlq.source";
+}
+
+/// Feeds librdkafka's per-partition `consumer_lag` statistics into the gauge.
+pub struct LagContext {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, stats: Statistics) {
+        self.metrics.consumer_lag.reset();
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[topic.as_str(), &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+pub type EventConsumer = StreamConsumer<LagContext>;
+
+pub fn consumer(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<EventConsumer> {
+    let consumer: EventConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka_brokers)
+        .set("group.id", &config.group_id)
+        .set("client.id", format!("notifier-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        // Offsets are stored by us after handling, committed by librdkafka every second and on
+        // close: a crash re-delivers at most the last second, and handling is idempotent.
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("session.timeout.ms", "10000")
+        .set("statistics.interval.ms", "1000")
+        .create_with_context(LagContext { metrics })
+        .context("creating the Kafka consumer")?;
+    consumer
+        .subscribe(&[&config.topic])
+        .with_context(|| format!("subscribing to {}", config.topic))?;
+    Ok(consumer)
+}
+
+pub fn dlq_producer(config: &Config) -> anyhow::Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka_brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .create()
+        .context("creating the DLQ producer")
+}
+
+pub struct Notifier {
+    pub(crate) consumer: EventConsumer,
+    pub(crate) dlq: FutureProducer,
+    pub(crate) pool: PgPool,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) dlq_topic: String,
+    pub(crate) backoff: ExponentialBuilder,
+    pub(crate) max_attempts: u32,
+    pub(crate) batch_size: usize,
+    pub(crate) batch_wait: Duration,
+}
+
+/// One decoded message of a batch.
+struct Item<'a> {
+    msg: &'a BorrowedMessage<'a>,
+    decoded: Result<(NewNotification, DateTime<Utc>), HandleError>,
+}
+
+impl Notifier {
+    /// Consumes until `stop`; then finishes the batch in hand, commits and leaves the group.
+    pub async fn run(&self, stop: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                m = self.consumer.recv() => m,
+                _ = stop.cancelled() => break,
+            };
+            let first = match first {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + self.batch_wait;
+            while batch.len() < self.batch_size {
+                match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                    Ok(Ok(m)) => batch.push(m),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if self.handle_batch(&batch, &stop).await {
+                for m in &batch {
+                    if let Err(e) = self.consumer.store_offset_from_message(m) {
+                        tracing::warn!(error = %e, "storing offset (partition revoked?)");
+                    }
+                }
+            }
+        }
+        self.close();
+    }
+
+    fn close(&self) {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => tracing::info!("offsets committed"),
+            // Nothing stored since the last commit.
+            Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            )) => {}
+            Err(e) => tracing::warn!(error = %e, "final offset commit failed"),
+        }
+        self.consumer.unsubscribe();
+    }
+
+    /// Handles every message of the batch (notification written, duplicate skipped, or
+    /// dead-lettered). `false` when stopped midway: then no offset may be stored.
+    async fn handle_batch(&self, batch: &[BorrowedMessage<'_>], stop: &CancellationToken) -> bool {
+        let items: Vec<Item<'_>> = batch
+            .iter()
+            .map(|msg| Item {
+                msg,
+                decoded: handler::decode(msg.payload())
+                    .and_then(|e| handler::notification_for(&e).map(|n| (n, e.created_at))),
+            })
+            .collect();
+
+        // Fast path: everything decodable in one statement.
+        let good: Vec<&(NewNotification, DateTime<Utc>)> = items
+            .iter()
+            .filter_map(|i| i.decoded.as_ref().ok())
+            .collect();
+        let mut fast_path_done = false;
+        if !good.is_empty() {
+            let notes: Vec<NewNotification> = good.iter().map(|(n, _)| n.clone()).collect();
+            let created: HashMap<Uuid, DateTime<Utc>> =
+                good.iter().map(|(n, c)| (n.event_id, *c)).collect();
+            let started = Instant::now();
+            match handler::record(&self.pool, &notes).await {
+                Ok(fresh) => {
+                    self.metrics
+                        .handle_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    self.count(&fresh, notes.len(), &created);
+                    fast_path_done = true;
+                }
+                Err(e) => tracing::warn!(error = %e, messages = notes.len(),
+                    "batch handling failed; retrying one message at a time"),
+            }
+        }
+
+        for item in &items {
+            match &item.decoded {
+                Ok(_) if fast_path_done => {}
+                Err(e @ HandleError::Undecodable(_)) => {
+                    if !self.dead_letter(item.msg, e, 1, stop).await {
+                        return false;
+                    }
+                }
+                _ => {
+                    if !self.handle_one(item.msg, stop).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// The slow path: one message, retried with backoff, dead-lettered after the last attempt.
+    async fn handle_one(&self, msg: &BorrowedMessage<'_>, stop: &CancellationToken) -> bool {
+        let attempt = || async {
+            let envelope = handler::decode(msg.payload())?;
+            let note = handler::notification_for(&envelope)?;
+            let started = Instant::now();
+            let fresh = handler::record(&self.pool, std::slice::from_ref(&note)).await?;
+            self.metrics
+                .handle_seconds
+                .observe(started.elapsed().as_secs_f64());
+            Ok::<_, HandleError>((fresh, envelope.created_at, note.event_id))
+        };
+        let retried = attempt
+            .retry(self.backoff)
+            .sleep(tokio::time::sleep)
+            .notify(|e: &HandleError, after: Duration| {
+                self.metrics.retries.inc();
+                tracing::warn!(error = %e, retry_in = ?after, partition = msg.partition(),
+                    offset = msg.offset(), "handling failed; will retry");
+            });
+        let outcome = tokio::select! {
+            r = retried => r,
+            _ = stop.cancelled() => return false,
+        };
+        match outcome {
+            Ok((fresh, created_at, event_id)) => {
+                self.count(&fresh, 1, &HashMap::from([(event_id, created_at)]));
+                true
+            }
+            Err(e) => self.dead_letter(msg, &e, self.max_attempts, stop).await,
+        }
+    }
+
+    fn count(&self, fresh: &[Uuid], handled: usize, created: &HashMap<Uuid, DateTime<Utc>>) {
+        let now = Utc::now();
+        for id in fresh {
+            if let Some(c) = created.get(id) {
+                let secs = (now - *c).to_std().unwrap_or_default().as_secs_f64();
+                self.metrics.e2e_latency.observe(secs);
+            }
+        }
+        self.metrics.processed.inc_by(fresh.len() as u64);
+        self.metrics
+            .duplicates
+            .inc_by(handled.saturating_sub(fresh.len()) as u64);
+    }
+
+    /// Publishes the message to the DLQ with why and how often it failed, waiting for the ack
+    /// (retrying until it comes or we are stopped): a message is never dropped silently.
+    async fn dead_letter(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        error: &HandleError,
+        attempts: u32,
+        stop: &CancellationToken,
+    ) -> bool {
+        let error_text = error.to_string();
+        let attempts_text = attempts.to_string();
+        let source = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
+        tracing::error!(error = %error_text, attempts, %source, "giving up on message: dead-lettered");
+        loop {
+            let mut headers = OwnedHeaders::new();
+            if let Some(original) = msg.headers() {
+                for h in original.iter() {
+                    headers = headers.insert(Header {
+                        key: h.key,
+                        value: h.value,
+                    });
+                }
+            }
+            let headers = headers
+                .insert(Header {
+                    key: dlq_header::ERROR,
+                    value: Some(error_text.as_str()),
+                })
+                .insert(Header {
+                    key: dlq_header::REASON,
+                    value: Some(error.reason()),
+                })
+                .insert(Header {
+                    key: dlq_header::ATTEMPTS,
+                    value: Some(attempts_text.as_str()),
+                })
+                .insert(Header {
+                    key: dlq_header::SOURCE,
+                    value: Some(source.as_str()),
+                });
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.dlq_topic).headers(headers);
+            if let Some(k) = msg.key() {
+                record = record.key(k);
+            }
+            if let Some(p) = msg.payload() {
+                record = record.payload(p);
+            }
+            let sent = tokio::select! {
+                r = self.dlq.send(record, Duration::from_secs(5)) => r,
+                _ = stop.cancelled() => return false,
+            };
+            match sent {
+                Ok(_) => {
+                    self.metrics.dlq.with_label_values(&[error.reason()]).inc();
+                    return true;
+                }
+                Err((e, _)) => {
+                    tracing::error!(error = %e, "DLQ publish failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.cancelled() => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the consumer currently holds partitions (used by readiness and tests).
+    pub fn assignment_size(&self) -> KafkaResult<usize> {
+        Ok(self.consumer.assignment()?.count())
+    }
+}

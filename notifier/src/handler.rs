@@ -1,0 +1,175 @@
+//! Turning an event into a notification, idempotently: `processed_events(event_id)` and the
+//! `notifications` row are written by ONE statement, so a redelivered event (relay crash between
+//! publish and mark, consumer restart before its commit) never makes a second notification.
+
+use contracts::{EventEnvelope, event_types};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Why a message could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// The bytes are not an event envelope: retrying can't fix them, straight to the DLQ.
+    #[error("undecodable message: {0}")]
+    Undecodable(String),
+    /// The envelope is fine but this notifier can't act on it (unknown type, missing field).
+    #[error("cannot handle event: {0}")]
+    Rejected(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl HandleError {
+    /// Label for the DLQ counter and header.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HandleError::Undecodable(_) => "undecodable",
+            HandleError::Rejected(_) => "rejected",
+            HandleError::Database(_) => "database",
+        }
+    }
+}
+
+/// What one event becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub ticket_id: Uuid,
+    pub recipient: String,
+    pub payload: serde_json::Value,
+}
+
+pub fn decode(value: Option<&[u8]>) -> Result<EventEnvelope, HandleError> {
+    let bytes = value.ok_or_else(|| HandleError::Undecodable("empty message".into()))?;
+    serde_json::from_slice(bytes).map_err(|e| HandleError::Undecodable(e.to_string()))
+}
+
+/// Maps an event to its notification: the ticket's owner hears about every change.
+pub fn notification_for(event: &EventEnvelope) -> Result<NewNotification, HandleError> {
+    match event.event_type.as_str() {
+        event_types::TICKET_CREATED
+        | event_types::TICKET_CLOSED
+        | event_types::TICKET_ATTACHMENT_ADDED => {}
+        other => {
+            return Err(HandleError::Rejected(format!(
+                "unknown event type {other:?}"
+            )));
+        }
+    }
+    let field = |name: &str| {
+        event
+            .payload
+            .get(name)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| HandleError::Rejected(format!("payload has no string field {name:?}")))
+    };
+    let ticket_id = Uuid::parse_str(field("ticket_id")?)
+        .map_err(|e| HandleError::Rejected(format!("ticket_id: {e}")))?;
+    Ok(NewNotification {
+        event_id: event.event_id,
+        event_type: event.event_type.clone(),
+        ticket_id,
+        recipient: field("created_by")?.to_owned(),
+        payload: event.payload.clone(),
+    })
+}
+
+/// Records a batch of events; returns the event ids that were new (the rest were duplicates).
+/// One statement: the dedup insert and the notifications insert commit together or not at all.
+pub async fn record(pool: &PgPool, batch: &[NewNotification]) -> Result<Vec<Uuid>, HandleError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A batch may hold the same event twice (redelivery); one row per event_id goes in.
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
+    let unique: Vec<&NewNotification> = batch.iter().filter(|n| seen.insert(n.event_id)).collect();
+    let ids: Vec<Uuid> = unique.iter().map(|n| n.event_id).collect();
+    let types: Vec<&str> = unique.iter().map(|n| n.event_type.as_str()).collect();
+    let tickets: Vec<Uuid> = unique.iter().map(|n| n.ticket_id).collect();
+    let recipients: Vec<&str> = unique.iter().map(|n| n.recipient.as_str()).collect();
+    let payloads: Vec<serde_json::Value> = unique.iter().map(|n| n.payload.clone()).collect();
+    let fresh: Vec<Uuid> = sqlx::query_scalar(
+        "WITH input AS (
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[])
+                 AS t(event_id, event_type, ticket_id, recipient, payload)
+         ), fresh AS (
+             INSERT INTO processed_events (event_id, event_type)
+             SELECT event_id, event_type FROM input
+             ON CONFLICT (event_id) DO NOTHING
+             RETURNING event_id
+         )
+         INSERT INTO notifications (event_id, ticket_id, recipient, kind, payload)
+         SELECT i.event_id, i.ticket_id, i.recipient, i.event_type, i.payload
+         FROM input i JOIN fresh f ON f.event_id = i.event_id
+         RETURNING event_id",
+    )
+    .bind(&ids)
+    .bind(&types)
+    .bind(&tickets)
+    .bind(&recipients)
+    .bind(&payloads)
+    .fetch_all(pool)
+    .await?;
+    Ok(fresh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn envelope(event_type: &str, payload: serde_json::Value) -> EventEnvelope {
+        EventEnvelope {
+            event_id: Uuid::now_v7(),
+            event_type: event_type.into(),
+            created_at: chrono::Utc::now(),
+            payload,
+        }
+    }
+
+    #[test]
+    fn created_event_notifies_the_owner() {
+        let ticket = Uuid::now_v7();
+        let e = envelope(
+            event_types::TICKET_CREATED,
+            json!({"ticket_id": ticket, "created_by": "alice", "title": "t", "status": "OPEN", "request_id": "r"}),
+        );
+        let n = notification_for(&e).unwrap();
+        assert_eq!((n.ticket_id, n.recipient.as_str()), (ticket, "alice"));
+        assert_eq!(n.event_type, "ticket.created");
+    }
+
+    #[test]
+    fn unknown_type_and_missing_fields_are_rejected() {
+        let e = envelope("ticket.exploded", json!({}));
+        assert!(matches!(
+            notification_for(&e),
+            Err(HandleError::Rejected(_))
+        ));
+        let e = envelope(event_types::TICKET_CLOSED, json!({"ticket_id": "nope"}));
+        assert!(matches!(
+            notification_for(&e),
+            Err(HandleError::Rejected(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_is_undecodable() {
+        assert!(matches!(
+            decode(Some(b"{not json")),
+            Err(HandleError::Undecodable(_))
+        ));
+        assert!(matches!(decode(None), Err(HandleError::Undecodable(_))));
+    }
+
+    #[test]
+    fn envelope_round_trips() {
+        let e = envelope(
+            event_types::TICKET_CREATED,
+            json!({"ticket_id": Uuid::nil()}),
+        );
+        let bytes = serde_json::to_vec(&e).unwrap();
+        assert_eq!(decode(Some(&bytes)).unwrap(), e);
+    }
+}

@@ -1,0 +1,298 @@
+//! Notifier and relay → notifier behaviour against the real local stack.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../relay/tests/common/mod.rs"]
+mod common;
+
+use std::time::Duration;
+
+use common::{World, eventually, scrape};
+use contracts::EventEnvelope;
+use notifier::App;
+use uuid::Uuid;
+
+const LONG: Duration = Duration::from_secs(90);
+
+struct Running {
+    addr: std::net::SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.cancel();
+        self.handle.await.unwrap().unwrap();
+    }
+}
+
+fn config(world: &World) -> notifier::Config {
+    notifier::Config::for_tests(&world.db_url, &world.brokers, &world.topic, &world.dlq)
+}
+
+async fn start(config: notifier::Config) -> Running {
+    let app = App::build(config).await.expect("notifier builds");
+    let (addr, stop) = (app.addr(), app.shutdown_token());
+    Running {
+        addr,
+        stop,
+        handle: tokio::spawn(app.run_until_stopped()),
+    }
+}
+
+async fn notifications(world: &World) -> i64 {
+    world.count("SELECT count(*) FROM notifications").await
+}
+
+fn event(event_type: &str, payload: serde_json::Value) -> (Uuid, Vec<u8>) {
+    let e = EventEnvelope {
+        event_id: Uuid::now_v7(),
+        event_type: event_type.into(),
+        created_at: chrono::Utc::now(),
+        payload,
+    };
+    (e.event_id, serde_json::to_vec(&e).unwrap())
+}
+
+fn created(ticket: Uuid) -> serde_json::Value {
+    serde_json::json!({"ticket_id": ticket, "created_by": "alice", "title": "t", "status": "OPEN", "request_id": "r"})
+}
+
+#[tokio::test]
+async fn a_relay_crash_between_publish_and_mark_gives_two_messages_and_one_notification() {
+    let Some(world) = World::new(2).await else {
+        return;
+    };
+    let ids = world.insert_events(20).await;
+    let mut relay_config = world.relay_config();
+    relay_config.delivery_timeout = Duration::from_secs(1);
+    relay_config.claim_timeout = Duration::from_secs(2);
+
+    // Relay A publishes, then "dies" before marking.
+    let a = relay::App::build(relay_config.clone())
+        .await
+        .unwrap()
+        .relay();
+    let rows = a.claim().await.unwrap();
+    let result = a.publish(&rows).await;
+    assert_eq!(result.acked.len(), 20);
+    drop(a);
+
+    // Relay B reaps the expired claims and publishes them again.
+    relay_config.relay_id = Some("relay-b".into());
+    let b = relay::App::build(relay_config).await.unwrap().relay();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(b.maintain().await.unwrap().0, 20);
+    let outcome = b.relay_once().await.unwrap();
+    assert_eq!(
+        outcome,
+        relay::Outcome::Relayed {
+            claimed: 20,
+            published: 20,
+            failed: 0
+        }
+    );
+    assert_eq!(
+        world
+            .read_topic(&world.topic, Duration::from_secs(20))
+            .len(),
+        40,
+        "each event published twice"
+    );
+
+    let n = start(config(&world)).await;
+    eventually(LONG, "every message consumed", || async {
+        scrape(n.addr, "notifier_processed_total").await
+            + scrape(n.addr, "notifier_duplicates_total").await
+            >= 40.0
+    })
+    .await;
+    assert_eq!(
+        notifications(&world).await,
+        20,
+        "exactly one notification per event"
+    );
+    assert_eq!(scrape(n.addr, "notifier_duplicates_total").await, 20.0);
+    let processed = world.count("SELECT count(*) FROM processed_events").await;
+    assert_eq!(processed, 20);
+    let matched = world
+        .count("SELECT count(*) FROM notifications n JOIN outbox_events o USING (event_id)")
+        .await;
+    assert_eq!(matched as usize, ids.len());
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_message_is_retried_then_dead_lettered_and_later_messages_flow() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    let mut c = config(&world);
+    c.max_attempts = 3;
+    let n = start(c).await;
+
+    let (poison_id, poison) = event("ticket.exploded", serde_json::json!({"boom": true}));
+    world
+        .produce(
+            &world.topic,
+            "k",
+            &poison,
+            &[("event_id", &poison_id.to_string())],
+        )
+        .await;
+    let mut good = Vec::new();
+    for _ in 0..5 {
+        let ticket = Uuid::now_v7();
+        let (id, bytes) = event("ticket.created", created(ticket));
+        world
+            .produce(&world.topic, &ticket.to_string(), &bytes, &[])
+            .await;
+        good.push(id);
+    }
+    eventually(
+        LONG,
+        "the good messages after the poison are handled",
+        || async { notifications(&world).await == 5 },
+    )
+    .await;
+    let dlq = world.read_topic(&world.dlq, Duration::from_secs(20));
+    assert_eq!(dlq.len(), 1);
+    let d = &dlq[0];
+    assert_eq!(d.value, poison, "the original bytes are kept");
+    assert_eq!(d.headers["dlq.attempts"], "3");
+    assert_eq!(d.headers["dlq.reason"], "rejected");
+    assert!(d.headers["dlq.error"].contains("ticket.exploded"));
+    assert_eq!(
+        d.headers["event_id"],
+        poison_id.to_string(),
+        "original headers kept"
+    );
+    assert!(d.headers["dlq.source"].starts_with(&format!("{}/0/", world.topic)));
+    assert_eq!(scrape(n.addr, "notifier_retries_total").await, 2.0);
+    assert_eq!(scrape(n.addr, "notifier_dlq_total").await, 1.0);
+    let processed_good = world
+        .count(&format!(
+            "SELECT count(*) FROM processed_events WHERE event_id IN ({})",
+            good.iter()
+                .map(|g| format!("'{g}'"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ))
+        .await;
+    assert_eq!(processed_good, 5);
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn undecodable_bytes_go_to_the_dlq_without_retries() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    let n = start(config(&world)).await; // default 5 attempts, 1 s base: a retry would show
+    world.produce(&world.topic, "k", b"\x00not json", &[]).await;
+    let (_, ok) = event("ticket.created", created(Uuid::now_v7()));
+    world.produce(&world.topic, "k", &ok, &[]).await;
+    eventually(
+        Duration::from_secs(20),
+        "the next message is handled",
+        || async { notifications(&world).await == 1 },
+    )
+    .await;
+    let dlq = world.read_topic(&world.dlq, Duration::from_secs(20));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].headers["dlq.reason"], "undecodable");
+    assert_eq!(dlq[0].headers["dlq.attempts"], "1");
+    assert_eq!(scrape(n.addr, "notifier_retries_total").await, 0.0);
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_consumer_resumes_from_committed_offsets() {
+    let Some(world) = World::new(3).await else {
+        return;
+    };
+    let produce = |count: usize| {
+        let world = &world;
+        async move {
+            for _ in 0..count {
+                let ticket = Uuid::now_v7();
+                let (_, bytes) = event("ticket.created", created(ticket));
+                world
+                    .produce(&world.topic, &ticket.to_string(), &bytes, &[])
+                    .await;
+            }
+        }
+    };
+    produce(60).await;
+    let first = start(config(&world)).await;
+    eventually(LONG, "first 60 handled", || async {
+        notifications(&world).await == 60
+    })
+    .await;
+    first.stop().await; // graceful: commits and leaves the group
+
+    produce(40).await;
+    let second = start(config(&world)).await;
+    eventually(LONG, "the next 40 handled", || async {
+        notifications(&world).await == 100
+    })
+    .await;
+    assert_eq!(
+        scrape(second.addr, "notifier_duplicates_total").await,
+        0.0,
+        "resumed at the committed offsets, not from the beginning"
+    );
+    assert_eq!(scrape(second.addr, "notifier_processed_total").await, 40.0);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn end_to_end_relay_to_notification_with_lag_metrics() {
+    let Some(world) = World::new(3).await else {
+        return;
+    };
+    let ids = world.insert_events(500).await;
+    let r = relay::App::build(world.relay_config()).await.unwrap();
+    let (raddr, rstop) = (r.addr(), r.shutdown_token());
+    let rh = tokio::spawn(r.run_until_stopped());
+    let n = start(config(&world)).await;
+    eventually(LONG, "500 notifications", || async {
+        notifications(&world).await == 500
+    })
+    .await;
+    let unprocessed = world
+        .count(
+            "SELECT count(*) FROM outbox_events o
+             WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = o.event_id)",
+        )
+        .await;
+    assert_eq!(unprocessed, 0);
+    assert_eq!(ids.len(), 500);
+    assert_eq!(scrape(raddr, "outbox_event_lag_seconds_count").await, 500.0);
+    assert_eq!(
+        scrape(n.addr, "notifier_e2e_latency_seconds_count").await,
+        500.0
+    );
+    // librdkafka reports lag once a second; once caught up it is 0 on every partition.
+    eventually(
+        Duration::from_secs(15),
+        "consumer lag reported and back to 0",
+        || async {
+            let text = reqwest::get(format!("http://{}/metrics", n.addr))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.contains("consumer_lag{") && scrape(n.addr, "consumer_lag").await == 0.0
+        },
+    )
+    .await;
+    let ready = reqwest::get(format!("http://{}/readyz", n.addr))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    n.stop().await;
+    rstop.cancel();
+    rh.await.unwrap().unwrap();
+}

@@ -1,0 +1,156 @@
+//! `App::build(config)` wires the pool, producer, metrics and the health endpoint;
+//! `run_until_stopped` runs the loops. Tests start exactly what `main` starts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::publish::{self, Publisher};
+use crate::worker::{Relay, Settings};
+
+pub struct App {
+    relay: Arc<Relay>,
+    metrics: Arc<Metrics>,
+    listener: TcpListener,
+    addr: SocketAddr,
+    listen: bool,
+    stop: CancellationToken,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        config
+            .validate()
+            .map_err(|m| anyhow::anyhow!("invalid configuration: {m}"))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.db_max_connections.max(3))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(config.database_url())
+            .await
+            .context("connecting to Postgres (DATABASE_URL)")?;
+        let producer = publish::producer(&config)?;
+        let publisher = Publisher::new(producer, config.topic.clone(), config.chaos_failure_rate);
+        let metrics = Arc::new(Metrics::new());
+        let settings = Settings {
+            relay_id: config.relay_id(),
+            batch_size: config.batch_size,
+            retry_base: config.retry_base,
+            retry_max: config.retry_max,
+            poll_interval: config.poll_interval,
+            listen: !config.no_listen,
+            claim_timeout: config.claim_timeout,
+            maintenance_interval: config.maintenance_interval,
+            retention: config.retention,
+            retention_batch: config.retention_batch,
+        };
+        let listen = settings.listen;
+        let relay = Arc::new(Relay::new(pool, publisher, metrics.clone(), settings));
+        let listener = TcpListener::bind(config.metrics_addr)
+            .await
+            .with_context(|| format!("binding the metrics address {}", config.metrics_addr))?;
+        let addr = listener.local_addr()?;
+        Ok(App {
+            relay,
+            metrics,
+            listener,
+            addr,
+            listen,
+            stop: CancellationToken::new(),
+        })
+    }
+
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn relay(&self) -> Arc<Relay> {
+        self.relay.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let App {
+            relay,
+            metrics,
+            listener,
+            listen,
+            stop,
+            ..
+        } = self;
+        tracing::info!(relay = relay.id(), listen, "relay started");
+        let wake = Arc::new(Notify::new());
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(relay.clone().run_steps(wake.clone(), stop.clone()));
+        if listen {
+            tasks.spawn(relay.clone().run_listener(wake.clone(), stop.clone()));
+        }
+        tasks.spawn(relay.clone().run_maintenance(stop.clone()));
+        let router = Router::new()
+            .route("/metrics", get(metrics_handler))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .with_state((relay.clone(), metrics));
+        let http_stop = stop.clone();
+        tasks.spawn(async move {
+            let serve = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { http_stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+        while tasks.join_next().await.is_some() {}
+        relay.publisher().flush(Duration::from_secs(5));
+        tracing::info!(relay = relay.id(), "relay stopped");
+        Ok(())
+    }
+}
+
+type HttpState = (Arc<Relay>, Arc<Metrics>);
+
+async fn metrics_handler(State((_, metrics)): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        metrics.render(),
+    )
+}
+
+/// Ready when both Postgres and the broker answer (API-7's Kafka check lives here: the API itself
+/// stays up through a broker outage, that is what the outbox is for).
+async fn readyz(State((relay, _)): State<HttpState>) -> impl IntoResponse {
+    let db = relay.refresh_backlog().await.map_err(|e| e.to_string());
+    let kafka = relay.publisher().broker_ready(Duration::from_secs(2)).await;
+    let body = serde_json::json!({
+        "postgres": db.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str()),
+        "kafka": kafka.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str()),
+    });
+    let status = if db.is_ok() && kafka.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body))
+}

@@ -1,0 +1,211 @@
+//! Configuration: one clap struct, every knob also an environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::diag::DiagCommand;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "relay",
+    version,
+    about = "Transactional outbox relay: Postgres outbox_events -> Kafka",
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Relay outbox rows to Kafka until stopped (the default).
+    Run,
+    /// Inspect the pipeline: topics, messages, outbox and consumer-group state.
+    Diag {
+        #[command(subcommand)]
+        command: DiagCommand,
+        #[command(flatten)]
+        args: crate::diag::DiagArgs,
+    },
+}
+
+#[derive(Debug, Clone, Parser)]
+pub struct Config {
+    /// Postgres URL of the database holding `outbox_events`.
+    #[arg(long, env = "DATABASE_URL", required = true)]
+    pub database_url: Option<String>,
+
+    /// Kafka bootstrap servers (`host:port[,host:port]`).
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:59092")]
+    pub kafka_brokers: String,
+
+    /// Topic the events are published to.
+    #[arg(long, env = "RELAY_TOPIC", default_value = contracts::topics::TICKETS_EVENTS)]
+    pub topic: String,
+
+    /// This relay's name in `outbox_events.claimed_by`. Default: `relay-<host>-<pid>`.
+    #[arg(long, env = "RELAY_ID")]
+    pub relay_id: Option<String>,
+
+    /// Rows claimed and published per step.
+    #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500)]
+    pub batch_size: u32,
+
+    /// Fallback poll interval when idle (notifications normally wake the relay sooner).
+    #[arg(long, env = "RELAY_POLL_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+
+    /// Disable LISTEN/NOTIFY wake-ups and rely on polling alone (for comparison).
+    #[arg(long, env = "RELAY_NO_LISTEN", default_value_t = false)]
+    pub no_listen: bool,
+
+    /// First retry delay of a row whose publish failed; doubles per attempt.
+    #[arg(long, env = "RELAY_RETRY_BASE", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub retry_base: Duration,
+
+    /// Upper bound of the retry delay.
+    #[arg(long, env = "RELAY_RETRY_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub retry_max: Duration,
+
+    /// Rows in `processing` longer than this belong to a dead relay and go back to pending.
+    /// Must exceed the Kafka delivery timeout, or a slow live relay loses its claim.
+    #[arg(long, env = "RELAY_CLAIM_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub claim_timeout: Duration,
+
+    /// How often the reaper and the retention sweep run.
+    #[arg(long, env = "RELAY_MAINTENANCE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub maintenance_interval: Duration,
+
+    /// Sent rows older than this are deleted. `0s` keeps them forever.
+    #[arg(long, env = "RELAY_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+
+    /// Rows deleted per retention statement (small, so it never holds long locks).
+    #[arg(long, env = "RELAY_RETENTION_BATCH", default_value_t = 5000)]
+    pub retention_batch: u32,
+
+    /// Share of publishes failed on purpose, as a broker error would (chaos testing, R-6).
+    #[arg(long, env = "RELAY_CHAOS_FAILURE_RATE", default_value_t = 0.0)]
+    pub chaos_failure_rate: f64,
+
+    /// librdkafka `linger.ms`: how long the producer waits to fill a batch.
+    #[arg(long, env = "RELAY_LINGER_MS", default_value_t = 5)]
+    pub linger_ms: u32,
+
+    /// librdkafka `compression.type` (none, gzip, snappy, lz4, zstd).
+    #[arg(long, env = "RELAY_COMPRESSION", default_value = "lz4")]
+    pub compression: String,
+
+    /// librdkafka `message.timeout.ms`: a message not acked within this fails and is retried.
+    #[arg(long, env = "RELAY_DELIVERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// Address of the metrics/health endpoint (`/metrics`, `/healthz`, `/readyz`). Port 0: any.
+    #[arg(long, env = "RELAY_METRICS_ADDR", default_value = "127.0.0.1:9101")]
+    pub metrics_addr: SocketAddr,
+
+    /// Postgres connections (claim/mark, listener, maintenance, stats).
+    #[arg(long, env = "RELAY_DB_MAX_CONNECTIONS", default_value_t = 4)]
+    pub db_max_connections: u32,
+}
+
+impl Config {
+    /// Defaults for tests: a private topic, port 0, fast retries and maintenance.
+    pub fn for_tests(database_url: &str, brokers: &str, topic: &str) -> Self {
+        let mut config = Config::parse_from([
+            "relay",
+            "--database-url",
+            database_url,
+            "--kafka-brokers",
+            brokers,
+            "--topic",
+            topic,
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ]);
+        config.retry_base = Duration::from_millis(20);
+        config.retry_max = Duration::from_millis(200);
+        config.poll_interval = Duration::from_millis(50);
+        config.maintenance_interval = Duration::from_millis(200);
+        config.linger_ms = 1;
+        config
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.as_deref().unwrap_or_default()
+    }
+
+    pub fn relay_id(&self) -> String {
+        self.relay_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".into());
+            format!("relay-{host}-{}", std::process::id())
+        })
+    }
+
+    /// Names the offending variable, so a bad deployment fails fast and clearly.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.database_url.as_deref().unwrap_or_default().is_empty() {
+            return Err("DATABASE_URL must be set".into());
+        }
+        if self.batch_size == 0 || self.batch_size > 10_000 {
+            return Err("RELAY_BATCH_SIZE must be within 1..=10000".into());
+        }
+        if !(0.0..=1.0).contains(&self.chaos_failure_rate) {
+            return Err("RELAY_CHAOS_FAILURE_RATE must be within 0..=1".into());
+        }
+        if self.retry_base.is_zero() || self.retry_max < self.retry_base {
+            return Err("RELAY_RETRY_BASE must be > 0 and <= RELAY_RETRY_MAX".into());
+        }
+        if self.claim_timeout <= self.delivery_timeout {
+            return Err("RELAY_CLAIM_TIMEOUT must exceed RELAY_DELIVERY_TIMEOUT".into());
+        }
+        if self.retention_batch == 0 {
+            return Err("RELAY_RETENTION_BATCH must be > 0".into());
+        }
+        if self.poll_interval.is_zero() {
+            return Err("RELAY_POLL_INTERVAL must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Config {
+        let mut args = vec!["relay", "--database-url", "postgres://x/y"];
+        args.extend_from_slice(extra);
+        Config::parse_from(args)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(parse(&[]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_variable() {
+        let err = parse(&["--chaos-failure-rate", "1.5"])
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("RELAY_CHAOS_FAILURE_RATE"), "{err}");
+        let err = parse(&["--batch-size", "0"]).validate().unwrap_err();
+        assert!(err.contains("RELAY_BATCH_SIZE"), "{err}");
+        let err = parse(&["--claim-timeout", "10s"]).validate().unwrap_err();
+        assert!(err.contains("RELAY_CLAIM_TIMEOUT"), "{err}");
+    }
+
+    #[test]
+    fn diag_does_not_need_the_run_flags() {
+        let cli = Cli::try_parse_from(["relay", "diag", "topics"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Diag { .. })));
+    }
+}

@@ -1,0 +1,191 @@
+//! Publishing a claimed batch with an idempotent, acks=all rdkafka producer.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use contracts::EventEnvelope;
+use futures::future::join_all;
+use rand::Rng;
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+use crate::config::Config;
+use crate::outbox::OutboxRow;
+
+/// Kafka header names on every event (the envelope repeats the ids; headers let tools filter
+/// without parsing the value).
+pub mod header {
+    pub const EVENT_ID: &str = "event_id";
+    pub const EVENT_TYPE: &str = "event_type";
+    pub const REQUEST_ID: &str = "request_id";
+}
+
+/// The producer every relay uses: `acks=all` + idempotence, so a retried send never duplicates
+/// within a producer session and an ack means every in-sync replica has it.
+pub fn producer(config: &Config) -> anyhow::Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka_brokers)
+        .set("client.id", config.relay_id())
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", &config.compression)
+        .set("linger.ms", config.linger_ms.to_string())
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "1048576")
+        .set("queue.buffering.max.messages", "200000")
+        .set(
+            "message.timeout.ms",
+            config.delivery_timeout.as_millis().to_string(),
+        )
+        .create()
+        .context("creating the Kafka producer")
+}
+
+/// Outcome of one batch: which rows the broker acked and which failed (with why).
+#[derive(Debug, Default)]
+pub struct BatchResult {
+    pub acked: Vec<i64>,
+    pub failed: Vec<(i64, Failure)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The broker (or librdkafka) reported an error for this message.
+    Broker(String),
+    /// Failed on purpose by the chaos knob, before reaching the broker.
+    Chaos,
+}
+
+impl Failure {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::Broker(_) => "broker",
+            Failure::Chaos => "chaos",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Broker(e) => format!("kafka: {e}"),
+            Failure::Chaos => "chaos: injected publish failure".into(),
+        }
+    }
+}
+
+/// The value of a Kafka message for an outbox row.
+pub fn envelope(row: &OutboxRow) -> EventEnvelope {
+    EventEnvelope {
+        event_id: row.event_id,
+        event_type: row.event_type.clone(),
+        created_at: row.created_at,
+        payload: row.payload.clone(),
+    }
+}
+
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    chaos_failure_rate: f64,
+}
+
+impl Publisher {
+    pub fn new(producer: FutureProducer, topic: String, chaos_failure_rate: f64) -> Self {
+        Self {
+            producer,
+            topic,
+            chaos_failure_rate,
+        }
+    }
+
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Hands every row to the producer, then waits for every delivery report. Nothing is
+    /// reported acked unless the broker acked it.
+    pub async fn publish(&self, rows: &[OutboxRow]) -> BatchResult {
+        let mut result = BatchResult::default();
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in rows {
+            if self.chaos_failure_rate > 0.0 && rand::rng().random_bool(self.chaos_failure_rate) {
+                result.failed.push((row.id, Failure::Chaos));
+                continue;
+            }
+            let value = match serde_json::to_vec(&envelope(row)) {
+                Ok(v) => v,
+                Err(e) => {
+                    result.failed.push((row.id, Failure::Broker(e.to_string())));
+                    continue;
+                }
+            };
+            let key = row.aggregate_id.to_string();
+            let event_id = row.event_id.to_string();
+            let request_id = row
+                .headers
+                .get("request_id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            let headers = OwnedHeaders::new_with_capacity(3)
+                .insert(Header {
+                    key: header::EVENT_ID,
+                    value: Some(event_id.as_str()),
+                })
+                .insert(Header {
+                    key: header::EVENT_TYPE,
+                    value: Some(row.event_type.as_str()),
+                })
+                .insert(Header {
+                    key: header::REQUEST_ID,
+                    value: Some(request_id),
+                });
+            let record = FutureRecord::to(&self.topic)
+                .key(&key)
+                .payload(&value)
+                .headers(headers);
+            match self.producer.send_result(record) {
+                Ok(delivery) => pending.push((row.id, delivery)),
+                Err((e, _)) => result.failed.push((row.id, Failure::Broker(e.to_string()))),
+            }
+        }
+        let ids: Vec<i64> = pending.iter().map(|(id, _)| *id).collect();
+        let reports = join_all(pending.into_iter().map(|(_, d)| d)).await;
+        for (id, report) in ids.into_iter().zip(reports) {
+            match report {
+                Ok(Ok(_)) => result.acked.push(id),
+                Ok(Err((e, _))) => result.failed.push((id, Failure::Broker(e.to_string()))),
+                Err(_canceled) => result
+                    .failed
+                    .push((id, Failure::Broker("producer dropped the message".into()))),
+            }
+        }
+        result
+    }
+
+    /// Whether the broker answers a metadata request for our topic within `timeout`.
+    pub async fn broker_ready(&self, timeout: Duration) -> Result<(), String> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let md = producer
+                .client()
+                .fetch_metadata(Some(&topic), Timeout::After(timeout))
+                .map_err(|e| format!("kafka metadata: {e}"))?;
+            match md.topics().first() {
+                Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+                Some(t) => Err(format!("topic {topic}: {:?}", t.error())),
+                None => Err(format!("topic {topic} not found")),
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Waits for in-flight messages on shutdown.
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
+            tracing::warn!(error = %e, "producer flush on shutdown");
+        }
+    }
+}

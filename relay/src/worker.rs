@@ -1,0 +1,286 @@
+//! One relay step (`relay_once`) and the loops around it: the step loop with LISTEN/NOTIFY
+//! wake-ups, the reaper/retention sweep and the backlog gauges.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::outbox::{self, OutboxRow};
+use crate::publish::{BatchResult, Publisher};
+
+/// The channel the outbox trigger notifies (see migrations).
+pub const NOTIFY_CHANNEL: &str = "outbox_events";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing was due.
+    Idle,
+    /// A batch was claimed: how many rows, how many acked and marked sent, how many rescheduled.
+    Relayed {
+        claimed: usize,
+        published: usize,
+        failed: usize,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub relay_id: String,
+    pub batch_size: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub poll_interval: Duration,
+    pub listen: bool,
+    pub claim_timeout: Duration,
+    pub maintenance_interval: Duration,
+    pub retention: Duration,
+    pub retention_batch: u32,
+}
+
+pub struct Relay {
+    pool: PgPool,
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+}
+
+impl Relay {
+    pub fn new(
+        pool: PgPool,
+        publisher: Publisher,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            pool,
+            publisher,
+            metrics,
+            settings,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.settings.relay_id
+    }
+
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// One step: claim a batch, publish it, mark what was acked and reschedule what failed.
+    pub async fn relay_once(&self) -> anyhow::Result<Outcome> {
+        let rows = self.claim().await?;
+        if rows.is_empty() {
+            return Ok(Outcome::Idle);
+        }
+        let result = self.publish(&rows).await;
+        self.mark(&rows, &result).await
+    }
+
+    /// First part of a step (public so tests can stop between the parts, as a crash would).
+    pub async fn claim(&self) -> sqlx::Result<Vec<OutboxRow>> {
+        let rows = outbox::claim(
+            &self.pool,
+            &self.settings.relay_id,
+            self.settings.batch_size,
+        )
+        .await?;
+        if !rows.is_empty() {
+            self.metrics.batch_size.observe(rows.len() as f64);
+        }
+        Ok(rows)
+    }
+
+    /// Second part: publish and wait for every delivery report.
+    pub async fn publish(&self, rows: &[OutboxRow]) -> BatchResult {
+        let started = Instant::now();
+        let result = self.publisher.publish(rows).await;
+        self.metrics
+            .publish_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Third part: acked rows become `sent` (one statement), failed ones go back to pending with
+    /// a backoff. If this fails the rows stay `processing` and the reaper re-publishes them later:
+    /// a duplicate, never a loss.
+    pub async fn mark(&self, rows: &[OutboxRow], result: &BatchResult) -> anyhow::Result<Outcome> {
+        outbox::mark_sent(&self.pool, &result.acked).await?;
+        let now = Utc::now();
+        let acked: std::collections::HashSet<i64> = result.acked.iter().copied().collect();
+        for row in rows.iter().filter(|r| acked.contains(&r.id)) {
+            let lag = (now - row.created_at).to_std().unwrap_or_default();
+            self.metrics.event_lag_seconds.observe(lag.as_secs_f64());
+        }
+        self.metrics.published.inc_by(result.acked.len() as u64);
+
+        // Usually one distinct error per batch (broker down), so this is one statement.
+        let mut by_error: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (id, failure) in &result.failed {
+            self.metrics
+                .failed
+                .with_label_values(&[failure.reason()])
+                .inc();
+            if *failure == crate::publish::Failure::Chaos {
+                self.metrics.chaos_failures.inc();
+            }
+            by_error.entry(failure.message()).or_default().push(*id);
+        }
+        for (error, ids) in &by_error {
+            tracing::warn!(relay = %self.settings.relay_id, rows = ids.len(), %error, "publish failed; rows rescheduled");
+            outbox::mark_failed(
+                &self.pool,
+                &self.settings.relay_id,
+                ids,
+                error,
+                self.settings.retry_base,
+                self.settings.retry_max,
+            )
+            .await?;
+        }
+        Ok(Outcome::Relayed {
+            claimed: rows.len(),
+            published: result.acked.len(),
+            failed: result.failed.len(),
+        })
+    }
+
+    /// Reaper and retention, once.
+    pub async fn maintain(&self) -> sqlx::Result<(u64, u64)> {
+        let reaped = outbox::reap(&self.pool, self.settings.claim_timeout).await?;
+        if reaped > 0 {
+            tracing::warn!(rows = reaped, "reaper returned expired claims to pending");
+            self.metrics.reaped.inc_by(reaped);
+        }
+        let purged = if self.settings.retention.is_zero() {
+            0
+        } else {
+            outbox::purge_sent(
+                &self.pool,
+                self.settings.retention,
+                self.settings.retention_batch,
+                20,
+            )
+            .await?
+        };
+        self.metrics.purged.inc_by(purged);
+        Ok((reaped, purged))
+    }
+
+    /// Refreshes the backlog gauges.
+    pub async fn refresh_backlog(&self) -> sqlx::Result<outbox::Backlog> {
+        let b = outbox::backlog(&self.pool).await?;
+        self.metrics.outbox_pending.set(b.pending);
+        self.metrics.outbox_processing.set(b.processing);
+        self.metrics.outbox_lag_seconds.set(b.oldest_unsent_seconds);
+        Ok(b)
+    }
+
+    /// The step loop: run steps back to back while full batches come, otherwise wait for a
+    /// notification or the poll interval. Finishes the batch in hand when stopped.
+    pub async fn run_steps(self: Arc<Self>, wake: Arc<Notify>, stop: CancellationToken) {
+        let mut error_backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            match self.relay_once().await {
+                Ok(Outcome::Relayed { claimed, .. })
+                    if claimed as u32 >= self.settings.batch_size =>
+                {
+                    error_backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Ok(_) => {
+                    error_backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(self.settings.poll_interval) => {
+                            self.metrics.wakeups.with_label_values(&["poll"]).inc();
+                        }
+                        _ = stop.cancelled() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "relay step failed; backing off");
+                    tokio::select! {
+                        _ = tokio::time::sleep(error_backoff) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                    error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// LISTEN on the outbox channel and wake the step loop on every notification. Lost
+    /// notifications (connection drops) only cost latency: the poll still runs.
+    pub async fn run_listener(self: Arc<Self>, wake: Arc<Notify>, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection failed; polling meanwhile");
+                    sleep_or_stop(Duration::from_secs(1), &stop).await;
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
+                tracing::warn!(error = %e, "LISTEN failed; polling meanwhile");
+                sleep_or_stop(Duration::from_secs(1), &stop).await;
+                continue;
+            }
+            loop {
+                tokio::select! {
+                    msg = listener.recv() => match msg {
+                        Ok(_) => {
+                            self.metrics.wakeups.with_label_values(&["notify"]).inc();
+                            wake.notify_one();
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                            // Rows may have arrived while we were deaf.
+                            wake.notify_one();
+                            break;
+                        }
+                    },
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    /// Reaper + retention every `maintenance_interval`, backlog gauges every second.
+    pub async fn run_maintenance(self: Arc<Self>, stop: CancellationToken) {
+        let mut sweep = tokio::time::interval(self.settings.maintenance_interval);
+        let mut gauges = tokio::time::interval(Duration::from_secs(1));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = sweep.tick() => {
+                    if let Err(e) = self.maintain().await {
+                        tracing::warn!(error = %e, "outbox maintenance failed");
+                    }
+                }
+                _ = gauges.tick() => {
+                    if let Err(e) = self.refresh_backlog().await {
+                        tracing::warn!(error = %e, "outbox backlog query failed");
+                    }
+                }
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
+async fn sleep_or_stop(d: Duration, stop: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.cancelled() => {}
+    }
+}

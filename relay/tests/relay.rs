@@ -1,0 +1,359 @@
+//! Relay behaviour against the real local stack: Postgres outbox + Kafka-compatible broker.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{World, eventually, scrape};
+use contracts::EventEnvelope;
+use relay::{App, Outcome};
+use uuid::Uuid;
+
+const LONG: Duration = Duration::from_secs(120);
+
+async fn start(
+    config: relay::Config,
+) -> (
+    std::net::SocketAddr,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let app = App::build(config).await.expect("relay builds");
+    let (addr, stop) = (app.addr(), app.shutdown_token());
+    (addr, stop, tokio::spawn(app.run_until_stopped()))
+}
+
+/// Event ids found in the topic, with how often each was published.
+fn published(world: &World) -> HashMap<Uuid, usize> {
+    let mut seen = HashMap::new();
+    for m in world.read_topic(&world.topic, Duration::from_secs(60)) {
+        let id: Uuid = m.headers["event_id"].parse().unwrap();
+        *seen.entry(id).or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn relay_once_publishes_the_envelope_and_marks_rows_sent() {
+    let Some(world) = World::new(3).await else {
+        return;
+    };
+    let ids = world.insert_events(3).await;
+    let app = App::build(world.relay_config()).await.unwrap();
+    let relay = app.relay();
+
+    let outcome = relay.relay_once().await.unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Relayed {
+            claimed: 3,
+            published: 3,
+            failed: 0
+        }
+    );
+    assert_eq!(relay.relay_once().await.unwrap(), Outcome::Idle);
+    assert_eq!(world.status_counts().await.get("sent"), Some(&3));
+    let unmarked = world
+        .count("SELECT count(*) FROM outbox_events WHERE published_at IS NULL OR claimed_by IS NOT NULL")
+        .await;
+    assert_eq!(unmarked, 0);
+
+    let messages = world.read_topic(&world.topic, Duration::from_secs(20));
+    assert_eq!(messages.len(), 3);
+    for m in messages {
+        let envelope: EventEnvelope = serde_json::from_slice(&m.value).unwrap();
+        assert!(ids.contains(&envelope.event_id));
+        assert_eq!(m.headers["event_id"], envelope.event_id.to_string());
+        assert_eq!(m.headers["event_type"], "ticket.created");
+        assert_eq!(
+            m.headers["request_id"],
+            format!("req-{}", envelope.event_id)
+        );
+        // Kafka key = ticket id, so a ticket's events share a partition and keep their order.
+        assert_eq!(m.key.as_deref(), envelope.payload["ticket_id"].as_str());
+        assert_eq!(envelope.event_type, "ticket.created");
+    }
+}
+
+#[tokio::test]
+async fn three_relays_publish_10k_events_each_exactly_once_while_alive() {
+    let Some(world) = World::new(6).await else {
+        return;
+    };
+    let ids = world.insert_events(10_000).await;
+    let mut relays = Vec::new();
+    for n in 0..3 {
+        let mut config = world.relay_config();
+        config.relay_id = Some(format!("relay-{n}"));
+        config.batch_size = 200;
+        relays.push(start(config).await);
+    }
+    eventually(LONG, "all 10k rows sent", || async {
+        world.status_counts().await.get("sent") == Some(&10_000)
+    })
+    .await;
+    let mut per_relay = Vec::new();
+    for (addr, stop, handle) in relays {
+        per_relay.push(scrape(addr, "relay_published_total").await);
+        stop.cancel();
+        handle.await.unwrap().unwrap();
+    }
+    let seen = published(&world);
+    let missing = ids.iter().filter(|id| !seen.contains_key(id)).count();
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "3 relays, 10k events: published per relay {per_relay:?}, missing {missing}, duplicates {duplicates}"
+    );
+    assert_eq!(missing, 0, "every event reached the topic");
+    assert_eq!(
+        duplicates, 0,
+        "SKIP LOCKED: no row published twice while all relays live"
+    );
+    assert_eq!(per_relay.iter().sum::<f64>(), 10_000.0);
+    assert!(
+        per_relay.iter().filter(|n| **n > 0.0).count() >= 2,
+        "the work was shared: {per_relay:?}"
+    );
+}
+
+#[tokio::test]
+async fn chaos_failures_are_retried_until_everything_is_delivered() {
+    let Some(world) = World::new(3).await else {
+        return;
+    };
+    let ids = world.insert_events(2_000).await;
+    let mut config = world.relay_config();
+    config.chaos_failure_rate = 0.2;
+    config.batch_size = 100;
+    let (addr, stop, handle) = start(config).await;
+    eventually(
+        LONG,
+        "all rows sent despite 20% injected failures",
+        || async { world.status_counts().await.get("sent") == Some(&2_000) },
+    )
+    .await;
+    let chaos = scrape(addr, "relay_chaos_failures_total").await;
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    // 2000 first tries at 20% alone fail ~400 times; far fewer means chaos was not applied.
+    assert!(chaos > 200.0, "chaos failures injected: {chaos}");
+    let retried = world
+        .count("SELECT count(*) FROM outbox_events WHERE attempts > 0")
+        .await;
+    assert!(retried > 200, "rows needed retries: {retried}");
+    let seen = published(&world);
+    assert!(
+        ids.iter().all(|id| seen.contains_key(id)),
+        "every event delivered"
+    );
+    assert_eq!(
+        seen.values().map(|n| n - 1).sum::<usize>(),
+        0,
+        "a chaos failure never reached the broker"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_publish_goes_back_to_pending_with_backoff() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    world.insert_events(5).await;
+    let mut config = world.relay_config();
+    config.chaos_failure_rate = 1.0;
+    config.retry_base = Duration::from_secs(30);
+    config.retry_max = Duration::from_secs(60);
+    let app = App::build(config).await.unwrap();
+    let relay = app.relay();
+    assert_eq!(
+        relay.relay_once().await.unwrap(),
+        Outcome::Relayed {
+            claimed: 5,
+            published: 0,
+            failed: 5
+        }
+    );
+    // Not due yet: the backoff holds them back.
+    assert_eq!(relay.relay_once().await.unwrap(), Outcome::Idle);
+    let rows: Vec<(String, i32, bool, Option<String>)> = sqlx::query_as(
+        "SELECT status, attempts, next_attempt_at > now() + interval '20 seconds', last_error
+         FROM outbox_events",
+    )
+    .fetch_all(&world.pool)
+    .await
+    .unwrap();
+    for (status, attempts, backed_off, error) in rows {
+        assert_eq!(
+            (status.as_str(), attempts, backed_off),
+            ("pending", 1, true)
+        );
+        assert!(error.unwrap().contains("chaos"));
+    }
+    assert!(
+        world
+            .read_topic(&world.topic, Duration::from_secs(5))
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn reaper_returns_claims_of_a_dead_relay_and_they_are_published() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    let ids = world.insert_events(4).await;
+    let mut config = world.relay_config();
+    config.delivery_timeout = Duration::from_secs(1);
+    config.claim_timeout = Duration::from_secs(2);
+    let dead = App::build(config.clone()).await.unwrap().relay();
+    // The "dead" relay claims and then never publishes nor marks.
+    assert_eq!(dead.claim().await.unwrap().len(), 4);
+    drop(dead);
+
+    config.relay_id = Some("survivor".into());
+    let app = App::build(config).await.unwrap();
+    let survivor = app.relay();
+    assert_eq!(
+        survivor.relay_once().await.unwrap(),
+        Outcome::Idle,
+        "claimed rows are not stolen early"
+    );
+    assert_eq!(survivor.maintain().await.unwrap().0, 0);
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(
+        survivor.maintain().await.unwrap().0,
+        4,
+        "expired claims reaped"
+    );
+    let outcome = survivor.relay_once().await.unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Relayed {
+            claimed: 4,
+            published: 4,
+            failed: 0
+        }
+    );
+    let seen = published(&world);
+    assert!(ids.iter().all(|id| seen.get(id) == Some(&1)));
+    let errors = world
+        .count("SELECT count(*) FROM outbox_events WHERE status = 'sent' AND attempts = 1")
+        .await;
+    assert_eq!(errors, 4, "the reaped attempt is counted");
+}
+
+#[tokio::test]
+async fn an_idle_relay_is_woken_by_notify_long_before_its_poll() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    let mut config = world.relay_config();
+    config.poll_interval = Duration::from_secs(30);
+    let (addr, stop, handle) = start(config).await;
+    // Let the relay reach its idle wait (the first step finds nothing).
+    eventually(Duration::from_secs(10), "relay listening", || async {
+        world
+            .count("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+            .await
+            > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    world.insert_events(1).await;
+    eventually(
+        Duration::from_secs(10),
+        "row sent well within the 30 s poll",
+        || async { world.status_counts().await.get("sent") == Some(&1) },
+    )
+    .await;
+    assert!(scrape(addr, "relay_wakeups_total{cause=\"notify\"}").await >= 1.0);
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn retention_deletes_only_old_sent_rows() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    world.insert_events(10).await;
+    sqlx::query(
+        "UPDATE outbox_events SET status = 'sent', published_at = now() - interval '2 hours'
+         WHERE id IN (SELECT id FROM outbox_events ORDER BY id LIMIT 6)",
+    )
+    .execute(&world.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE outbox_events SET status = 'sent', published_at = now()
+         WHERE id IN (SELECT id FROM outbox_events WHERE status = 'pending' ORDER BY id LIMIT 2)",
+    )
+    .execute(&world.pool)
+    .await
+    .unwrap();
+    let mut config = world.relay_config();
+    config.retention = Duration::from_secs(3600);
+    config.retention_batch = 4;
+    let app = App::build(config).await.unwrap();
+    assert_eq!(app.relay().maintain().await.unwrap(), (0, 6));
+    let left = world.status_counts().await;
+    assert_eq!(
+        (left.get("sent"), left.get("pending")),
+        (Some(&2), Some(&2))
+    );
+}
+
+#[tokio::test]
+async fn metrics_and_readiness_report_the_backlog_and_the_broker() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    world.insert_events(7).await;
+    sqlx::query("UPDATE outbox_events SET created_at = now() - interval '5 seconds'")
+        .execute(&world.pool)
+        .await
+        .unwrap();
+    let mut config = world.relay_config();
+    config.chaos_failure_rate = 1.0; // keep the backlog in place
+    config.retry_base = Duration::from_secs(60);
+    config.retry_max = Duration::from_secs(60);
+    let app = App::build(config).await.unwrap();
+    let relay = app.relay();
+    let backlog = relay.refresh_backlog().await.unwrap();
+    assert_eq!(backlog.pending, 7);
+    assert!(backlog.oldest_unsent_seconds >= 5.0, "{backlog:?}");
+    let (addr, stop, handle) = {
+        let (addr, stop) = (app.addr(), app.shutdown_token());
+        (addr, stop, tokio::spawn(app.run_until_stopped()))
+    };
+    let ready = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(scrape(addr, "outbox_lag_seconds").await >= 5.0);
+    assert_eq!(
+        scrape(addr, "outbox_pending").await + scrape(addr, "outbox_processing").await,
+        7.0
+    );
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn readiness_fails_when_the_topic_does_not_exist() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    let mut config = world.relay_config();
+    config.topic = format!("missing.{}", Uuid::new_v4().simple());
+    let app = App::build(config).await.unwrap();
+    let (addr, stop) = (app.addr(), app.shutdown_token());
+    let handle = tokio::spawn(app.run_until_stopped());
+    let ready = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["postgres"], "ok");
+    assert_ne!(body["kafka"], "ok");
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+}
