@@ -65,8 +65,6 @@ async fn a_relay_crash_between_publish_and_mark_gives_two_messages_and_one_notif
     };
     let ids = world.insert_events(20).await;
     let mut relay_config = world.relay_config();
-    relay_config.delivery_timeout = Duration::from_secs(1);
-    relay_config.claim_timeout = Duration::from_secs(2);
 
     // Relay A publishes, then "dies" before marking.
     let a = relay::App::build(relay_config.clone())
@@ -75,13 +73,15 @@ async fn a_relay_crash_between_publish_and_mark_gives_two_messages_and_one_notif
         .relay();
     let rows = a.claim().await.unwrap();
     let result = a.publish(&rows).await;
-    assert_eq!(result.acked.len(), 20);
+    assert_eq!(result.acked.len(), 20, "{:?}", result.failed);
     drop(a);
 
     // Relay B reaps the expired claims and publishes them again.
     relay_config.relay_id = Some("relay-b".into());
+    relay_config.delivery_timeout = Duration::from_secs(5);
+    relay_config.claim_timeout = Duration::from_secs(6);
     let b = relay::App::build(relay_config).await.unwrap().relay();
-    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    tokio::time::sleep(Duration::from_millis(6_200)).await;
     assert_eq!(b.maintain().await.unwrap().0, 20);
     let outcome = b.relay_once().await.unwrap();
     assert_eq!(
@@ -155,6 +155,10 @@ async fn a_poison_message_is_retried_then_dead_lettered_and_later_messages_flow(
         || async { notifications(&world).await == 5 },
     )
     .await;
+    eventually(LONG, "the poison message is dead-lettered", || async {
+        scrape(n.addr, "notifier_dlq_total").await == 1.0
+    })
+    .await;
     let dlq = world.read_topic(&world.dlq, Duration::from_secs(20));
     assert_eq!(dlq.len(), 1);
     let d = &dlq[0];
@@ -196,6 +200,12 @@ async fn undecodable_bytes_go_to_the_dlq_without_retries() {
         Duration::from_secs(20),
         "the next message is handled",
         || async { notifications(&world).await == 1 },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "the DLQ publish is acked",
+        || async { scrape(n.addr, "notifier_dlq_total").await == 1.0 },
     )
     .await;
     let dlq = world.read_topic(&world.dlq, Duration::from_secs(20));
