@@ -139,6 +139,12 @@ impl Config {
     /// A configuration for tests and embedding: memory mode on a free port, whatever the
     /// environment says.
     pub fn for_tests() -> Self {
+        Self::embedded()
+    }
+
+    /// Memory mode on a free port, no access log: what `loadgen` starts in-process when no
+    /// service answers (whatever DATABASE_URL/REDIS_URL the environment holds).
+    pub fn embedded() -> Self {
         let mut config = Self::parse_from([
             "service",
             "--listen-addr",

@@ -1,0 +1,76 @@
+//! Zero-loss audit (`--database-url`): after the run, every ticket this run created (its users
+//! share the run's prefix) must have all its outbox events sent and processed exactly once, and
+//! every create the client saw acknowledged must exist. Waits for the pipeline to drain first.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Audit {
+    /// Creates the client saw answered 201 (not replays).
+    pub acknowledged_creates: u64,
+    pub tickets: i64,
+    pub events: i64,
+    pub sent: i64,
+    /// Events with a processed_events row and exactly one notification.
+    pub processed: i64,
+    /// Acknowledged creates with no ticket + events not processed after the wait.
+    pub lost: i64,
+    /// Events with more than one notification (impossible by schema; checked anyway).
+    pub duplicated: i64,
+    /// How long the pipeline took to drain after the load stopped.
+    pub drain_seconds: f64,
+}
+
+/// Counts for tickets whose owner starts with `prefix`.
+async fn counts(pool: &PgPool, pattern: &str) -> sqlx::Result<(i64, i64, i64, i64, i64)> {
+    sqlx::query_as(
+        "WITH t AS (SELECT id FROM tickets WHERE created_by LIKE $1),
+              e AS (SELECT o.event_id, o.status FROM outbox_events o JOIN t ON o.aggregate_id = t.id),
+              n AS (SELECT e.event_id, count(nt.id) AS notes
+                    FROM e JOIN processed_events p ON p.event_id = e.event_id
+                    LEFT JOIN notifications nt ON nt.event_id = e.event_id
+                    GROUP BY e.event_id)
+         SELECT (SELECT count(*) FROM t),
+                (SELECT count(*) FROM e),
+                (SELECT count(*) FROM e WHERE status = 'sent'),
+                (SELECT count(*) FROM n WHERE notes = 1),
+                (SELECT count(*) FROM n WHERE notes > 1)",
+    )
+    .bind(pattern)
+    .fetch_one(pool)
+    .await
+}
+
+pub async fn run(
+    database_url: &str,
+    user_prefix: &str,
+    acknowledged_creates: u64,
+    timeout: Duration,
+) -> anyhow::Result<Audit> {
+    let pool = PgPool::connect(database_url)
+        .await
+        .context("audit: connecting to --database-url")?;
+    let pattern = format!("{}-%", user_prefix.replace('_', "\\_"));
+    let started = Instant::now();
+    let mut last = counts(&pool, &pattern).await?;
+    while last.3 < last.1 && started.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        last = counts(&pool, &pattern).await?;
+    }
+    let (tickets, events, sent, processed, duplicated) = last;
+    let missing_tickets = (acknowledged_creates as i64 - tickets).max(0);
+    Ok(Audit {
+        acknowledged_creates,
+        tickets,
+        events,
+        sent,
+        processed,
+        lost: missing_tickets + (events - processed - duplicated).max(0),
+        duplicated,
+        drain_seconds: started.elapsed().as_secs_f64(),
+    })
+}

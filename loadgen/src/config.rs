@@ -1,0 +1,293 @@
+//! Flags: `loadgen [run flags]` and `loadgen compare A B`. Every run flag has an env variable.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::slo::Slo;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Open-model load generator for servicedesk-lite: holds an arrival rate, records \
+             latency from each request's intended start (no coordinated omission), scrapes the \
+             pipeline's lags, audits for lost events and writes reports/<run-id>/",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Compare two runs (report dirs or report.json files); exit 1 when B regressed.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Baseline run.
+    pub a: PathBuf,
+    /// Candidate run.
+    pub b: PathBuf,
+    /// Percent a metric may worsen before it counts as a regression (the noise band may widen it).
+    #[arg(long, default_value_t = 10.0)]
+    pub max_regression: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Target arrival rate, requests per second (open model: arrivals do not wait for responses).
+    #[arg(long, env = "LOADGEN_RPS", default_value_t = 1000.0)]
+    pub rps: f64,
+
+    /// Measured duration (after the warm-up).
+    #[arg(long, env = "LOADGEN_DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// Warm-up at the same rate, excluded from the results.
+    #[arg(long, env = "LOADGEN_WARMUP", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+
+    /// Base URL of the API. Not given and nothing answering at http://127.0.0.1:8080: the
+    /// service is started in-process in memory mode (embedded).
+    #[arg(long, env = "LOADGEN_TARGET")]
+    pub target: Option<String>,
+
+    /// Request mix in percent: create, get, list, close.
+    #[arg(
+        long,
+        env = "LOADGEN_MIX",
+        default_value = "create=20,get=40,list=30,close=10"
+    )]
+    pub mix: Mix,
+
+    /// Distinct X-User-Id values the requests are spread over.
+    #[arg(long, env = "LOADGEN_USERS", default_value_t = 200)]
+    pub users: usize,
+
+    /// Tickets created per user before the run, so get/close/list have data from the start.
+    #[arg(long, env = "LOADGEN_TICKETS_PER_USER", default_value_t = 5)]
+    pub tickets_per_user: usize,
+
+    /// Share of creates re-sent with the same Idempotency-Key (a client retry), 0..1.
+    #[arg(long, env = "LOADGEN_RETRY_SHARE", default_value_t = 0.05)]
+    pub retry_share: f64,
+
+    /// Seed of the request sequence (which operation, which user): same seed, same sequence.
+    #[arg(long, env = "LOADGEN_SEED", default_value_t = 42)]
+    pub seed: u64,
+
+    /// Concurrent Goose users (connections). Default: Little's law, rps × --latency-budget × 4.
+    #[arg(long, env = "LOADGEN_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Expected latency used to size the worker pool.
+    #[arg(long, env = "LOADGEN_LATENCY_BUDGET", default_value = "25ms", value_parser = humantime::parse_duration)]
+    pub latency_budget: Duration,
+
+    /// Per-request timeout (a timeout counts as an error).
+    #[arg(long, env = "LOADGEN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    /// Relay metrics endpoint, scraped every second (skipped with a note when absent).
+    #[arg(
+        long,
+        env = "LOADGEN_RELAY_METRICS",
+        default_value = "http://127.0.0.1:9101/metrics"
+    )]
+    pub relay_metrics: String,
+
+    /// Notifier metrics endpoint, scraped every second (skipped with a note when absent).
+    #[arg(
+        long,
+        env = "LOADGEN_NOTIFIER_METRICS",
+        default_value = "http://127.0.0.1:9102/metrics"
+    )]
+    pub notifier_metrics: String,
+
+    /// Postgres of the target: enables the zero-loss audit after the run.
+    #[arg(long, env = "LOADGEN_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// How long the audit waits for the pipeline to drain.
+    #[arg(long, env = "LOADGEN_AUDIT_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub audit_timeout: Duration,
+
+    /// Service level objective, repeatable: `p99<20ms`, `errors<0.1%`, `outbox_lag_p99<250ms`,
+    /// `rps>4900`, … (see README). A breach makes the exit code 3.
+    #[arg(long = "slo", env = "LOADGEN_SLO", value_delimiter = ';')]
+    pub slos: Vec<Slo>,
+
+    /// Directory the run directory is created in.
+    #[arg(long, env = "LOADGEN_OUT", default_value = "reports")]
+    pub out: PathBuf,
+
+    /// Name of the run directory. Default: `<UTC time>-<rps>rps`.
+    #[arg(long, env = "LOADGEN_RUN_ID")]
+    pub run_id: Option<String>,
+
+    /// No progress line.
+    #[arg(long, env = "LOADGEN_QUIET", default_value_t = false)]
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.rps > 0.0 && self.rps <= 200_000.0) {
+            return Err("--rps must be within (0, 200000]".into());
+        }
+        if self.duration.is_zero() {
+            return Err("--duration must be > 0".into());
+        }
+        if self.users == 0 {
+            return Err("--users must be > 0".into());
+        }
+        if !(0.0..=1.0).contains(&self.retry_share) {
+            return Err("--retry-share must be within 0..=1".into());
+        }
+        if self.workers == Some(0) {
+            return Err("--workers must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// Little's law: in-flight = rate × latency; ×4 headroom for latency spikes.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            let inflight = self.rps * self.latency_budget.as_secs_f64();
+            ((inflight * 4.0).ceil() as usize).clamp(8, 2000)
+        })
+    }
+}
+
+/// One kind of request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Create,
+    Get,
+    List,
+    Close,
+    /// A create re-sent with the same Idempotency-Key (expects the replayed ticket).
+    CreateRetry,
+}
+
+impl Op {
+    pub const ALL: [Op; 5] = [Op::Create, Op::Get, Op::List, Op::Close, Op::CreateRetry];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Get => "get",
+            Op::List => "list",
+            Op::Close => "close",
+            Op::CreateRetry => "create_retry",
+        }
+    }
+}
+
+/// Request mix as cumulative percent thresholds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Mix {
+    pub weights: Vec<(Op, u32)>,
+}
+
+impl Mix {
+    /// Picks an operation for a uniform number in `0..100`.
+    pub fn pick(&self, roll: u32) -> Op {
+        let mut acc = 0;
+        for (op, w) in &self.weights {
+            acc += w;
+            if roll < acc {
+                return *op;
+            }
+        }
+        self.weights.last().map(|(op, _)| *op).unwrap_or(Op::Get)
+    }
+}
+
+impl FromStr for Mix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut weights = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, w) = part
+                .split_once('=')
+                .ok_or_else(|| format!("mix entry {part:?} is not name=percent"))?;
+            let op = match name.trim() {
+                "create" => Op::Create,
+                "get" => Op::Get,
+                "list" => Op::List,
+                "close" => Op::Close,
+                other => {
+                    return Err(format!(
+                        "unknown operation {other:?} (create, get, list, close)"
+                    ));
+                }
+            };
+            let w: u32 = w
+                .trim()
+                .parse()
+                .map_err(|_| format!("mix weight {w:?} is not a whole percent"))?;
+            if weights.iter().any(|(o, _)| *o == op) {
+                return Err(format!("{name} appears twice in the mix"));
+            }
+            weights.push((op, w));
+        }
+        let total: u32 = weights.iter().map(|(_, w)| w).sum();
+        if total != 100 {
+            return Err(format!("mix weights add up to {total}, not 100"));
+        }
+        Ok(Mix { weights })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_parses_and_picks_by_cumulative_percent() {
+        let mix: Mix = "create=20,get=40,list=30,close=10".parse().unwrap();
+        assert_eq!(mix.pick(0), Op::Create);
+        assert_eq!(mix.pick(19), Op::Create);
+        assert_eq!(mix.pick(20), Op::Get);
+        assert_eq!(mix.pick(59), Op::Get);
+        assert_eq!(mix.pick(60), Op::List);
+        assert_eq!(mix.pick(99), Op::Close);
+    }
+
+    #[test]
+    fn mix_rejects_bad_input() {
+        assert!(
+            "create=50,get=40"
+                .parse::<Mix>()
+                .unwrap_err()
+                .contains("90")
+        );
+        assert!("delete=100".parse::<Mix>().unwrap_err().contains("delete"));
+        assert!(
+            "get=50,get=50"
+                .parse::<Mix>()
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!("get".parse::<Mix>().is_err());
+    }
+
+    #[test]
+    fn worker_pool_follows_littles_law() {
+        let cli = Cli::parse_from(["loadgen", "--rps", "5000"]);
+        assert_eq!(cli.run.worker_count(), 500);
+        let cli = Cli::parse_from(["loadgen", "--rps", "10"]);
+        assert_eq!(cli.run.worker_count(), 8);
+    }
+}

@@ -1,0 +1,276 @@
+//! Goose as the engine: its users are the worker pool, its client sends the requests and its
+//! own report is kept next to ours. The arrival schedule is ours: every transaction call takes
+//! the next slot from the [`Pacer`], sleeps until the slot is due, sends, and records latency
+//! from the slot (corrected) and from the send (service time).
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use goose::config::GooseConfiguration;
+use goose::prelude::*;
+use uuid::Uuid;
+
+use crate::config::{Mix, Op, RunArgs};
+use crate::plan::{self, Pacer, Users};
+use crate::record::{Recorder, Sample};
+
+/// Everything the transactions share.
+pub struct Shared {
+    pacer: OnceLock<Pacer>,
+    rps: f64,
+    span: Duration,
+    seed: u64,
+    mix: Mix,
+    retry_share: f64,
+    pub users: Users,
+    pub recorder: Mutex<Recorder>,
+}
+
+impl Shared {
+    pub fn new(args: &RunArgs, users: Users) -> Self {
+        Self {
+            pacer: OnceLock::new(),
+            rps: args.rps,
+            span: args.warmup + args.duration,
+            seed: args.seed,
+            mix: args.mix.clone(),
+            retry_share: args.retry_share,
+            users,
+            recorder: Mutex::new(Recorder::new(args.warmup, args.duration)),
+        }
+    }
+
+    /// The schedule, started by the first worker that asks.
+    pub fn pacer(&self) -> &Pacer {
+        self.pacer
+            .get_or_init(|| Pacer::new(Instant::now(), self.rps, self.span))
+    }
+
+    pub fn started(&self) -> Option<&Pacer> {
+        self.pacer.get()
+    }
+
+    fn record(&self, s: Sample) {
+        if let Ok(mut r) = self.recorder.lock() {
+            r.record(&s);
+        }
+    }
+}
+
+/// The Goose configuration for a run: our flags decide users, duration and host; Goose's own
+/// controllers are off, and its HTML report goes next to ours.
+pub fn goose_config(
+    target: &str,
+    workers: usize,
+    args: &RunArgs,
+    report: &str,
+) -> GooseConfiguration {
+    let mut c = GooseConfiguration::default();
+    c.host = Some(target.to_string());
+    c.users = Some(workers);
+    // All workers up within ~250 ms; the warm-up absorbs the ramp.
+    c.increase_rate = Some((workers * 4).to_string());
+    // Goose's clock starts after the ramp; 2 s slack lets the last slots finish.
+    let secs = (args.warmup + args.duration).as_secs_f64().ceil() as usize + 2;
+    c.run_time = Some(secs.to_string());
+    c.timeout = Some(args.timeout.as_secs_f64().to_string());
+    c.quiet = 1;
+    c.no_print_metrics = true;
+    c.no_error_summary = true;
+    c.no_telnet = true;
+    c.no_reset_metrics = true;
+    c.report_file = vec![report.to_string()];
+    c
+}
+
+/// Runs the attack; returns Goose's own metrics (we keep them for the record).
+pub async fn attack(
+    shared: Arc<Shared>,
+    config: GooseConfiguration,
+) -> Result<GooseMetrics, GooseError> {
+    let closure: TransactionFunction = Arc::new(move |user| {
+        let shared = shared.clone();
+        Box::pin(async move {
+            step(&shared, user).await;
+            Ok(())
+        })
+    });
+    GooseAttack::initialize_with_config(config)?
+        .register_scenario(
+            scenario!("open_model")
+                .register_transaction(Transaction::new(closure).set_name("slot")),
+        )
+        .execute()
+        .await
+}
+
+/// One arrival: wait for the slot, send, record.
+async fn step(shared: &Shared, user: &mut GooseUser) {
+    let pacer = shared.pacer();
+    let Some(slot) = pacer.take() else {
+        // Schedule exhausted: idle until Goose stops the run.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        return;
+    };
+    // A worker that takes a slot before it is due was free: it sleeps, and the timer's
+    // sub-millisecond overshoot is the generator's, not the server's, so its latency starts at
+    // the send. A slot taken after it was due waited for a worker (the server was slow):
+    // its latency starts at the intended time — the coordinated-omission correction.
+    let taken = Instant::now();
+    let waited_for_worker = taken > slot.due;
+    if !waited_for_worker {
+        tokio::time::sleep_until(slot.due.into()).await;
+    }
+    let started = Instant::now();
+    let intended = if waited_for_worker { slot.due } else { started };
+    let (op, u) = plan::choose(
+        shared.seed,
+        slot.n,
+        &shared.mix,
+        shared.users.len(),
+        shared.retry_share,
+    );
+    let r = plan::mix64(shared.seed ^ 0xA5A5, slot.n);
+    let sample = |op: Op, status: Option<u16>, ok: bool, from: Instant| {
+        let done = Instant::now();
+        Sample {
+            op,
+            slot_offset: slot.offset,
+            corrected: done.saturating_duration_since(intended),
+            service: done.saturating_duration_since(from),
+            start_delay: started.saturating_duration_since(intended),
+            status,
+            ok,
+        }
+    };
+    match op {
+        Op::Create | Op::CreateRetry => {
+            let key = Uuid::new_v4().to_string();
+            let (status, id) = create(shared, user, u, &key, true).await;
+            let ok = status == Some(201) && id.is_some();
+            shared.record(sample(Op::Create, status, ok, started));
+            if op == Op::CreateRetry && ok {
+                // The client "lost" the response and retries with the same key: the API must
+                // answer with the same ticket, not a twin.
+                let again = Instant::now();
+                let (status, replay) = create(shared, user, u, &key, false).await;
+                let ok = status == Some(201) && replay.is_some() && replay == id;
+                let mut s = sample(Op::CreateRetry, status, ok, again);
+                s.corrected = s.service;
+                s.start_delay = Duration::ZERO;
+                shared.record(s);
+            }
+        }
+        Op::Get => match shared.users.any(u, r) {
+            Some(id) => {
+                let status = send(
+                    user,
+                    GooseMethod::Get,
+                    &format!("/v1/tickets/{id}"),
+                    "get",
+                    &shared.users.id(u),
+                )
+                .await;
+                shared.record(sample(Op::Get, status, status == Some(200), started));
+            }
+            None => list(shared, user, u, r, started, &sample).await,
+        },
+        Op::List => list(shared, user, u, r, started, &sample).await,
+        Op::Close => match shared.users.take_open(u) {
+            Some(id) => {
+                let status = send(
+                    user,
+                    GooseMethod::Post,
+                    &format!("/v1/tickets/{id}/close"),
+                    "close",
+                    &shared.users.id(u),
+                )
+                .await;
+                shared.record(sample(Op::Close, status, status == Some(200), started));
+            }
+            None => list(shared, user, u, r, started, &sample).await,
+        },
+    }
+}
+
+async fn list(
+    shared: &Shared,
+    user: &mut GooseUser,
+    u: usize,
+    r: u64,
+    started: Instant,
+    sample: &impl Fn(Op, Option<u16>, bool, Instant) -> Sample,
+) {
+    let path = if r.is_multiple_of(4) {
+        "/v1/tickets?limit=20&status=OPEN"
+    } else {
+        "/v1/tickets?limit=20"
+    };
+    let status = send(user, GooseMethod::Get, path, "list", &shared.users.id(u)).await;
+    shared.record(sample(Op::List, status, status == Some(200), started));
+}
+
+/// Sends a body-less request through Goose (so Goose's metrics see it too).
+async fn send(
+    user: &mut GooseUser,
+    method: GooseMethod,
+    path: &str,
+    name: &str,
+    user_id: &str,
+) -> Option<u16> {
+    let builder = user
+        .get_request_builder(&method, path)
+        .ok()?
+        .header(contracts::headers::USER_ID, user_id);
+    let request = GooseRequest::builder()
+        .method(method)
+        .path(path)
+        .name(name)
+        .set_request_builder(builder)
+        .build();
+    let response = user.request(request).await.ok()?;
+    let r = response.response.ok()?;
+    let status = r.status().as_u16();
+    // Read the body so the connection is reused.
+    let _ = r.bytes().await;
+    Some(status)
+}
+
+/// POST /v1/tickets with an Idempotency-Key; returns the status and the new ticket's id.
+async fn create(
+    shared: &Shared,
+    user: &mut GooseUser,
+    u: usize,
+    key: &str,
+    register: bool,
+) -> (Option<u16>, Option<Uuid>) {
+    let body = contracts::CreateTicketRequest {
+        title: "loadgen ticket".into(),
+        description: "created by loadgen".into(),
+    };
+    let Ok(builder) = user.get_request_builder(&GooseMethod::Post, "/v1/tickets") else {
+        return (None, None);
+    };
+    let builder = builder
+        .header(contracts::headers::USER_ID, shared.users.id(u))
+        .header(contracts::headers::IDEMPOTENCY_KEY, key)
+        .json(&body);
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path("/v1/tickets")
+        .name("create")
+        .set_request_builder(builder)
+        .build();
+    let Ok(response) = user.request(request).await else {
+        return (None, None);
+    };
+    let Ok(r) = response.response else {
+        return (None, None);
+    };
+    let status = r.status().as_u16();
+    let id = r.json::<contracts::Ticket>().await.ok().map(|t| t.id);
+    if let (201, Some(id), true) = (status, id, register) {
+        shared.users.add(u, id);
+    }
+    (Some(status), id)
+}

@@ -1,0 +1,491 @@
+//! loadgen: the main job of servicedesk-lite. `cargo run --release -p loadgen -- --rps 5000`
+//! holds an open-model arrival rate against the API (Goose as the engine, our own schedule),
+//! records CO-corrected latency, scrapes the pipeline's lags, audits for lost events, checks SLOs
+//! and writes `reports/<run-id>/`. `main.rs` calls [`run_cli`]; tests call [`run`].
+
+pub mod audit;
+pub mod compare;
+pub mod config;
+pub mod engine;
+pub mod html;
+pub mod pipeline;
+pub mod plan;
+pub mod record;
+pub mod report;
+pub mod slo;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub use config::{Cli, Command, RunArgs};
+use engine::Shared;
+use pipeline::{PipelinePoint, Scraper};
+use plan::Users;
+use report::{Endpoint, Environment, Latency, PipelineSummary, Report, SecondPoint};
+
+/// Exit codes: 0 pass, 1 error, 3 SLO breached or events lost, 4 compare found a regression.
+pub const EXIT_BREACH: u8 = 3;
+pub const EXIT_REGRESSION: u8 = 4;
+
+const DEFAULT_TARGET: &str = "http://127.0.0.1:8080";
+
+pub async fn run_cli() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Compare(c)) => {
+            let a = Report::load(&c.a)?;
+            let b = Report::load(&c.b)?;
+            let rows = compare::compare(&a, &b, c.max_regression);
+            print!("{}", compare::table(&a, &b, &rows));
+            let regressed = rows.iter().any(|r| r.verdict == compare::Verdict::Worse);
+            Ok(if regressed {
+                println!("verdict: B regressed");
+                std::process::ExitCode::from(EXIT_REGRESSION)
+            } else {
+                println!("verdict: no regression beyond the noise band");
+                std::process::ExitCode::SUCCESS
+            })
+        }
+        None => {
+            let (report, dir) = run(cli.run).await?;
+            println!("{}", report.markdown());
+            println!("report: {}", dir.display());
+            Ok(if report.passed {
+                std::process::ExitCode::SUCCESS
+            } else {
+                eprintln!("FAILED: an SLO was breached or events were lost (see the report)");
+                std::process::ExitCode::from(EXIT_BREACH)
+            })
+        }
+    }
+}
+
+/// Where the load goes: the given target, or an answering default, or an embedded service.
+async fn resolve_target(args: &RunArgs) -> anyhow::Result<(String, bool)> {
+    if let Some(t) = &args.target {
+        return Ok((t.trim_end_matches('/').to_string(), false));
+    }
+    let answering = tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::net::TcpStream::connect("127.0.0.1:8080"),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    if answering {
+        return Ok((DEFAULT_TARGET.to_string(), false));
+    }
+    let addr = start_embedded()?;
+    eprintln!(
+        "loadgen: nothing answers at {DEFAULT_TARGET}; started the embedded service (memory mode) at http://{addr}"
+    );
+    Ok((format!("http://{addr}"), true))
+}
+
+/// The service in memory mode on its own thread and runtime, so its scheduling does not queue
+/// behind the load generator's tasks.
+fn start_embedded() -> anyhow::Result<std::net::SocketAddr> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("embedded-service".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::anyhow!(e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match service::App::build(service::Config::embedded()).await {
+                    Ok(app) => {
+                        let _ = tx.send(Ok(app.addr()));
+                        if let Err(e) = app.run_until_stopped().await {
+                            eprintln!("embedded service stopped: {e:#}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })?;
+    rx.recv().context("embedded service thread")?
+}
+
+/// Creates `n` tickets per user before the run so get/close/list have data.
+async fn seed(
+    target: &str,
+    users: &Users,
+    per_user: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    let jobs: Vec<(usize, usize)> = (0..users.len())
+        .flat_map(|u| (0..per_user).map(move |i| (u, i)))
+        .collect();
+    for chunk in jobs.chunks(64) {
+        let mut set = tokio::task::JoinSet::new();
+        for &(u, i) in chunk {
+            let client = client.clone();
+            let url = format!("{target}/v1/tickets");
+            let user_id = users.id(u);
+            set.spawn(async move {
+                let r = client
+                    .post(url)
+                    .header(contracts::headers::USER_ID, user_id)
+                    .json(&serde_json::json!({"title": format!("seed {i}"), "description": "loadgen seed"}))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json::<contracts::Ticket>()
+                    .await?;
+                Ok::<_, reqwest::Error>((u, r.id))
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            let (u, id) = r?.with_context(|| format!("seeding tickets at {target}"))?;
+            users.add(u, id);
+        }
+    }
+    Ok(())
+}
+
+/// Runs one load test and writes its report directory.
+pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
+    args.validate()
+        .map_err(|m| anyhow::anyhow!("invalid flags: {m}"))?;
+    let started_at = chrono::Utc::now();
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}rps", started_at.format("%Y%m%dT%H%M%SZ"), args.rps));
+    let dir = args.out.join(&run_id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (target, embedded) = resolve_target(&args).await?;
+    let workers = args.worker_count();
+
+    let prefix = format!(
+        "lg-{}",
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..12)
+            .unwrap_or("run")
+    );
+    let users = Users::new(&prefix, args.users);
+    seed(&target, &users, args.tickets_per_user, args.timeout).await?;
+    let shared = Arc::new(Shared::new(&args, users));
+
+    let scraper = Scraper::new(&args.relay_metrics, &args.notifier_metrics);
+    let (first_relay, first_notifier) = scraper.scrape().await;
+    let mut notes = Vec::new();
+    if first_relay.is_none() {
+        notes.push(format!(
+            "relay metrics at {} did not answer: no outbox lag",
+            args.relay_metrics
+        ));
+    }
+    if first_notifier.is_none() {
+        notes.push(format!(
+            "notifier metrics at {} did not answer: no consumer lag or e2e latency",
+            args.notifier_metrics
+        ));
+    }
+    for n in &notes {
+        eprintln!("loadgen: note: {n}");
+    }
+
+    eprintln!(
+        "loadgen: {} rps for {:?} (+{:?} warm-up) against {target}, {workers} workers, mix {}",
+        args.rps,
+        args.duration,
+        args.warmup,
+        args.mix
+            .weights
+            .iter()
+            .map(|(o, w)| format!("{}={w}", o.name()))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let goose_report = dir.join("goose.html");
+    let goose_config =
+        engine::goose_config(&target, workers, &args, &goose_report.to_string_lossy());
+    let attack = tokio::spawn(engine::attack(shared.clone(), goose_config));
+
+    // Once a second: progress line and pipeline scrape.
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let mut series: Vec<PipelinePoint> = Vec::new();
+    let mut window_start: Option<(Option<pipeline::Scrape>, Option<pipeline::Scrape>)> = None;
+    let mut last_scrape = (first_relay, first_notifier);
+    let mut last_done = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let plain_progress =
+        !args.quiet && !bar.is_hidden() && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut beat = 0u64;
+    while !attack.is_finished() {
+        tick.tick().await;
+        beat += 1;
+        let scrape = scraper.scrape().await;
+        let elapsed = shared.started().map(|p| p.t0().elapsed());
+        let t = elapsed.map_or(0.0, |e| e.as_secs_f64() - args.warmup.as_secs_f64());
+        let point = pipeline::point(t, scrape.0.as_ref(), scrape.1.as_ref());
+        if t >= 0.0 && window_start.is_none() {
+            window_start = Some(last_scrape.clone());
+        }
+        if t <= args.duration.as_secs_f64() + 1.0 {
+            last_scrape = scrape;
+        }
+        series.push(point.clone());
+        let (done, p99, errors, late) = match shared.recorder.lock() {
+            Ok(r) => (
+                r.requests + r.warmup_requests,
+                r.all_corrected.value_at_quantile(0.99) as f64 / 1000.0,
+                r.errors,
+                r.late,
+            ),
+            Err(_) => (0, 0.0, 0, 0),
+        };
+        let rate = done - last_done;
+        last_done = done;
+        let lag = |v: Option<f64>, unit: &str, scale: f64| {
+            v.map_or_else(|| "-".into(), |v| format!("{:.0}{unit}", v * scale))
+        };
+        let msg = format!(
+            "{:>5.1}s {} rps={rate:<6} p99={p99:.1}ms errors={errors} late={late} outbox_lag={} consumer_lag={}",
+            elapsed.map_or(0.0, |e| e.as_secs_f64()),
+            if t < 0.0 { "warm-up " } else { "measured" },
+            lag(point.outbox_lag_seconds, "ms", 1000.0),
+            lag(point.consumer_lag, "", 1.0),
+        );
+        if plain_progress {
+            if beat.is_multiple_of(5) {
+                eprintln!("loadgen: {msg}");
+            }
+        } else {
+            bar.set_message(msg);
+            bar.tick();
+        }
+    }
+    bar.finish_and_clear();
+    let goose_metrics = attack.await.context("goose task")?;
+    if let Err(e) = &goose_metrics {
+        anyhow::bail!("goose failed: {e}");
+    }
+
+    // Pipeline percentiles over the measured window, from the histograms' growth.
+    let (start_relay, start_notifier) = window_start.unwrap_or_default();
+    let q = |before: &Option<pipeline::Scrape>,
+             after: &Option<pipeline::Scrape>,
+             name: &str,
+             quant: f64| {
+        let (b, a) = (before.as_ref()?, after.as_ref()?);
+        pipeline::quantile_between(
+            &pipeline::buckets(b, name),
+            &pipeline::buckets(a, name),
+            quant,
+        )
+        .map(|s| s * 1000.0)
+    };
+    let measured: Vec<&PipelinePoint> = series.iter().filter(|p| p.t >= 0.0).collect();
+    let max_of = |f: fn(&PipelinePoint) -> Option<f64>| {
+        measured.iter().filter_map(|p| f(p)).reduce(f64::max)
+    };
+    let pipeline_summary = PipelineSummary {
+        notes,
+        outbox_lag_p50_ms: q(
+            &start_relay,
+            &last_scrape.0,
+            "outbox_event_lag_seconds",
+            0.5,
+        ),
+        outbox_lag_p99_ms: q(
+            &start_relay,
+            &last_scrape.0,
+            "outbox_event_lag_seconds",
+            0.99,
+        ),
+        outbox_lag_max_ms: max_of(|p| p.outbox_lag_seconds).map(|s| s * 1000.0),
+        e2e_p50_ms: q(
+            &start_notifier,
+            &last_scrape.1,
+            "notifier_e2e_latency_seconds",
+            0.5,
+        ),
+        e2e_p99_ms: q(
+            &start_notifier,
+            &last_scrape.1,
+            "notifier_e2e_latency_seconds",
+            0.99,
+        ),
+        consumer_lag_max: max_of(|p| p.consumer_lag),
+        series,
+    };
+
+    let mut report = {
+        let mut rec = shared
+            .recorder
+            .lock()
+            .map_err(|_| anyhow::anyhow!("recorder poisoned"))?;
+        let pacer_total = shared.started().map_or(0, |p| p.total());
+        let sent = rec.requests + rec.warmup_requests;
+        // Idempotent re-sends have no slot of their own.
+        rec.not_sent = pacer_total.saturating_sub(sent - rec.resends);
+        let retries = rec
+            .ops
+            .get(&config::Op::CreateRetry)
+            .map_or(0, |s| s.corrected.len());
+        let secs = args.duration.as_secs_f64();
+        let mut statuses = BTreeMap::new();
+        let endpoints = rec
+            .ops
+            .iter()
+            .map(|(op, s)| {
+                for (k, v) in &s.statuses {
+                    *statuses.entry(k.clone()).or_insert(0) += v;
+                }
+                (
+                    op.name().to_string(),
+                    Endpoint {
+                        requests: s.corrected.len(),
+                        errors: s.errors,
+                        statuses: s.statuses.clone(),
+                        corrected: Latency::of(&s.corrected),
+                        service: Latency::of(&s.service),
+                    },
+                )
+            })
+            .collect();
+        let series = rec
+            .seconds
+            .iter()
+            .enumerate()
+            .map(|(t, s)| SecondPoint {
+                t: t as u64,
+                rps: s.requests as f64,
+                errors: s.errors,
+                late: s.late,
+                p50_ms: s.corrected.value_at_quantile(0.5) as f64 / 1000.0,
+                p99_ms: s.corrected.value_at_quantile(0.99) as f64 / 1000.0,
+            })
+            .collect();
+        write_hlog(&dir.join("latency.hlog"), &rec, started_at)?;
+        let requests = rec.requests;
+        Report {
+            run_id: run_id.clone(),
+            started_at: started_at.to_rfc3339(),
+            config: serde_json::json!({
+                "rps": args.rps, "duration_s": args.duration.as_secs_f64(), "warmup_s": args.warmup.as_secs_f64(),
+                "mix": args.mix, "users": args.users, "tickets_per_user": args.tickets_per_user,
+                "retry_share": args.retry_share, "seed": args.seed, "workers": workers,
+                "latency_budget_ms": args.latency_budget.as_secs_f64() * 1000.0, "timeout_s": args.timeout.as_secs_f64(),
+                "relay_metrics": args.relay_metrics, "notifier_metrics": args.notifier_metrics,
+                "audit": args.database_url.is_some(), "slos": args.slos.iter().map(|s| s.text.clone()).collect::<Vec<_>>(),
+            }),
+            environment: Environment::detect(),
+            target: target.clone(),
+            embedded,
+            workers,
+            target_rps: args.rps,
+            // Arrivals per second; the idempotent re-sends ride on a create's slot.
+            achieved_rps: (requests - retries) as f64 / secs,
+            duration_s: secs,
+            requests,
+            warmup_requests: rec.warmup_requests,
+            errors: rec.errors,
+            error_rate_pct: if requests > 0 {
+                rec.errors as f64 * 100.0 / requests as f64
+            } else {
+                0.0
+            },
+            late_starts: rec.late,
+            late_pct: if requests > 0 {
+                rec.late as f64 * 100.0 / requests as f64
+            } else {
+                0.0
+            },
+            not_sent: rec.not_sent,
+            statuses,
+            corrected: Latency::of(&rec.all_corrected),
+            service: Latency::of(&rec.all_service),
+            endpoints,
+            series,
+            spectrum: report::spectrum(&rec.all_corrected),
+            pipeline: pipeline_summary,
+            audit: None,
+            slos: Vec::new(),
+            passed: true,
+        }
+    };
+
+    if let Some(url) = &args.database_url {
+        eprintln!(
+            "loadgen: auditing for lost events (waiting up to {:?} for the pipeline to drain)",
+            args.audit_timeout
+        );
+        let acknowledged = shared.users.known() as u64;
+        let audit = audit::run(url, &shared.users.prefix, acknowledged, args.audit_timeout).await?;
+        report.audit = Some(audit);
+    }
+    report.slos = args.slos.iter().map(|s| s.check(&report)).collect();
+    let lost = report
+        .audit
+        .as_ref()
+        .is_some_and(|a| a.lost > 0 || a.duplicated > 0);
+    report.passed = !lost && report.slos.iter().all(|s| s.passed);
+    report.write(&dir)?;
+    Ok((report, dir))
+}
+
+/// HdrHistogram interval log: one corrected-latency histogram per measured second (µs).
+fn write_hlog(
+    path: &std::path::Path,
+    rec: &record::Recorder,
+    start: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    use hdrhistogram::serialization::V2DeflateSerializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut serializer = V2DeflateSerializer::new();
+    let start_time = std::time::SystemTime::UNIX_EPOCH
+        + Duration::from_millis(start.timestamp_millis().max(0) as u64);
+    let mut writer = IntervalLogWriterBuilder::new()
+        .add_comment("servicedesk-lite loadgen: corrected latency in microseconds, one interval per measured second")
+        .with_start_time(start_time)
+        .with_base_time(start_time)
+        .with_max_value_divisor(1000.0)
+        .begin_log_with(&mut file, &mut serializer)
+        .map_err(|e| anyhow::anyhow!("hlog header: {e:?}"))?;
+    let tag = Tag::new("corrected").ok_or_else(|| anyhow::anyhow!("invalid hlog tag"))?;
+    for (i, s) in rec.seconds.iter().enumerate() {
+        if s.corrected.is_empty() {
+            continue;
+        }
+        writer
+            .write_histogram(
+                &s.corrected,
+                Duration::from_secs(i as u64),
+                Duration::from_secs(1),
+                Some(tag),
+            )
+            .map_err(|e| anyhow::anyhow!("hlog interval: {e:?}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! A stub of the tickets API with an injectable stall, to test the load generator itself.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::Mutex;
+
+/// After `stall_after` GETs, every request arriving in the next `stall_for` waits until it ends
+/// (a GC pause, a lock, a failover): exactly what closed-loop measurement hides.
+#[derive(Clone)]
+pub struct Stall {
+    pub stall_after: u64,
+    pub stall_for: Duration,
+    /// Added to every response.
+    pub delay: Duration,
+}
+
+struct StubState {
+    stall: Stall,
+    gets: AtomicU64,
+    until: Mutex<Option<Instant>>,
+}
+
+pub async fn start(stall: Stall) -> SocketAddr {
+    let state = Arc::new(StubState {
+        stall,
+        gets: AtomicU64::new(0),
+        until: Mutex::new(None),
+    });
+    let app = Router::new()
+        .route(
+            "/v1/tickets",
+            post(create).get(|| async { axum::Json(serde_json::json!({"items": []})) }),
+        )
+        .route(
+            "/v1/tickets/{id}",
+            get(|| async { axum::Json(serde_json::json!({})) }),
+        )
+        .route(
+            "/v1/tickets/{id}/close",
+            post(|| async { axum::Json(serde_json::json!({})) }),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), stall_layer))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn create() -> Response {
+    let now = chrono::Utc::now();
+    let ticket = contracts::Ticket {
+        id: uuid::Uuid::now_v7(),
+        title: "t".into(),
+        description: "d".into(),
+        status: contracts::TicketStatus::Open,
+        created_by: "u".into(),
+        created_at: now,
+        updated_at: now,
+        closed_at: None,
+    };
+    (StatusCode::CREATED, axum::Json(ticket)).into_response()
+}
+
+async fn stall_layer(State(s): State<Arc<StubState>>, req: Request, next: Next) -> Response {
+    if req.method() == axum::http::Method::GET {
+        let n = s.gets.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == s.stall.stall_after && !s.stall.stall_for.is_zero() {
+            *s.until.lock().await = Some(Instant::now() + s.stall.stall_for);
+        }
+    }
+    let until = *s.until.lock().await;
+    if let Some(until) = until.filter(|u| Instant::now() < *u) {
+        tokio::time::sleep_until(until.into()).await;
+    }
+    if !s.stall.delay.is_zero() {
+        tokio::time::sleep(s.stall.delay).await;
+    }
+    next.run(req).await
+}

@@ -1,0 +1,115 @@
+//! The load generator against an in-process stub: pacing holds the rate, the corrected
+//! latency shows a stall that service time hides, and the report files are written and parse.
+//! One Goose run per test binary (Goose keeps process-wide state).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use clap::Parser;
+use loadgen::report::Report;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_shows_in_corrected_latency_not_in_service_time_and_reports_are_written() {
+    // 200 rps, get-only; after 300 GETs (~1.5 s in) the server stalls for 500 ms.
+    let addr = common::start(common::Stall {
+        stall_after: 300,
+        stall_for: Duration::from_millis(500),
+        delay: Duration::ZERO,
+    })
+    .await;
+    let out = tempfile::tempdir().unwrap();
+    let cli = loadgen::Cli::parse_from([
+        "loadgen",
+        "--target",
+        &format!("http://{addr}"),
+        "--rps",
+        "200",
+        "--duration",
+        "4s",
+        "--warmup",
+        "500ms",
+        "--mix",
+        "get=100",
+        "--users",
+        "5",
+        "--tickets-per-user",
+        "2",
+        "--workers",
+        "4",
+        "--quiet",
+        "--run-id",
+        "stall",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--relay-metrics",
+        "http://127.0.0.1:1/metrics",
+        "--notifier-metrics",
+        "http://127.0.0.1:1/metrics",
+        "--slo",
+        "p99<1ms",
+        "--slo",
+        "errors<1%",
+    ]);
+    let (report, dir) = loadgen::run(cli.run).await.unwrap();
+
+    // Pacing: the arrival rate holds although the server stalled.
+    assert!(
+        (report.achieved_rps - 200.0).abs() < 10.0,
+        "achieved {}",
+        report.achieved_rps
+    );
+    assert_eq!(report.not_sent, 0);
+    assert_eq!(report.errors, 0);
+    // ~100 arrivals fell into the stall and waited for a worker.
+    assert!(
+        report.late_starts >= 50,
+        "late starts {}",
+        report.late_starts
+    );
+    // Corrected p99 sees the stall; service time does not (only the 4 in-flight requests did).
+    assert!(
+        report.corrected.p99_ms > 200.0,
+        "corrected p99 {}",
+        report.corrected.p99_ms
+    );
+    assert!(
+        report.service.p99_ms < 100.0,
+        "service p99 {}",
+        report.service.p99_ms
+    );
+    assert!(report.corrected.max_ms >= 400.0);
+
+    // SLOs: p99<1ms is breached, errors<1% holds; the run fails.
+    assert!(!report.passed);
+    assert!(
+        !report.slos[0].passed && report.slos[1].passed,
+        "{:?}",
+        report.slos
+    );
+
+    // Files exist and parse.
+    let parsed = Report::load(&dir).unwrap();
+    assert_eq!(parsed.requests, report.requests);
+    assert_eq!(parsed.series.len(), 4);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("| latency from intended start") && md.contains("**BREACH**"));
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 4);
+    assert!(!html.contains("<script"), "self-contained, no scripts");
+    let hlog = std::fs::read(dir.join("latency.hlog")).unwrap();
+    let intervals = hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&hlog)
+        .filter(|e| {
+            matches!(
+                e,
+                Ok(hdrhistogram::serialization::interval_log::LogEntry::Interval(_))
+            )
+        })
+        .count();
+    assert_eq!(intervals, 4, "one interval per measured second");
+    assert!(
+        dir.join("goose.html").exists(),
+        "Goose's own report is kept"
+    );
+}
