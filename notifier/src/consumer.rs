@@ -58,7 +58,8 @@ impl ConsumerContext for LagContext {}
 pub type EventConsumer = StreamConsumer<LagContext>;
 
 pub fn consumer(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<EventConsumer> {
-    let consumer: EventConsumer = ClientConfig::new()
+    let mut client = ClientConfig::new();
+    client
         .set("bootstrap.servers", &config.kafka_brokers)
         .set("group.id", &config.group_id)
         .set("client.id", format!("notifier-{}", std::process::id()))
@@ -69,7 +70,11 @@ pub fn consumer(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<EventC
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("session.timeout.ms", "10000")
-        .set("statistics.interval.ms", "1000")
+        .set("statistics.interval.ms", "1000");
+    for (k, v) in &config.kafka_options {
+        client.set(k, v);
+    }
+    let consumer: EventConsumer = client
         .create_with_context(LagContext { metrics })
         .context("creating the Kafka consumer")?;
     consumer

@@ -112,6 +112,19 @@ pub struct Config {
     /// Postgres connections (claim/mark, listener, maintenance, stats).
     #[arg(long, env = "RELAY_DB_MAX_CONNECTIONS", default_value_t = 4)]
     pub db_max_connections: u32,
+
+    /// librdkafka producer setting `key=value`, repeatable; applied last, so it overrides ours
+    /// (e.g. security settings for a real cluster).
+    #[arg(long = "kafka-option", env = "RELAY_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_kv)]
+    pub kafka_options: Vec<(String, String)>,
+}
+
+/// `key=value` → (key, value).
+pub fn parse_kv(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not key=value"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
 impl Config {

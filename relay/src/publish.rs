@@ -25,7 +25,8 @@ pub mod header {
 /// The producer every relay uses: `acks=all` + idempotence, so a retried send never duplicates
 /// within a producer session and an ack means every in-sync replica has it.
 pub fn producer(config: &Config) -> anyhow::Result<FutureProducer> {
-    ClientConfig::new()
+    let mut client = ClientConfig::new();
+    client
         .set("bootstrap.servers", &config.kafka_brokers)
         .set("client.id", config.relay_id())
         .set("acks", "all")
@@ -38,9 +39,11 @@ pub fn producer(config: &Config) -> anyhow::Result<FutureProducer> {
         .set(
             "message.timeout.ms",
             config.delivery_timeout.as_millis().to_string(),
-        )
-        .create()
-        .context("creating the Kafka producer")
+        );
+    for (k, v) in &config.kafka_options {
+        client.set(k, v);
+    }
+    client.create().context("creating the Kafka producer")
 }
 
 /// Outcome of one batch: which rows the broker acked and which failed (with why).
