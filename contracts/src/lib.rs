@@ -177,4 +177,44 @@ mod tests {
             r#""OPEN""#
         );
     }
+
+    #[test]
+    fn event_envelope_has_the_documented_wire_shape() {
+        let id = Uuid::parse_str("01a207f5-d741-76cb-802c-b929ec2bfcca").unwrap();
+        let created_at = DateTime::parse_from_rfc3339("2026-11-23T10:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let envelope = EventEnvelope {
+            event_id: id,
+            event_type: event_types::TICKET_CREATED.into(),
+            created_at,
+            payload: serde_json::json!({"ticket_id": id}),
+        };
+        let wire = serde_json::to_value(&envelope).unwrap();
+        assert_eq!(
+            wire,
+            serde_json::json!({
+                "event_id": "01a207f5-d741-76cb-802c-b929ec2bfcca",
+                "event_type": "ticket.created",
+                "created_at": "2026-11-23T10:00:00.123456Z",
+                "payload": {"ticket_id": "01a207f5-d741-76cb-802c-b929ec2bfcca"}
+            })
+        );
+        let back: EventEnvelope = serde_json::from_value(wire).unwrap();
+        assert_eq!(back, envelope);
+    }
+
+    #[test]
+    fn ticket_event_payload_round_trips() {
+        let p = TicketEventPayload {
+            ticket_id: Uuid::nil(),
+            created_by: "alice".into(),
+            title: "t".into(),
+            status: TicketStatus::Closed,
+            request_id: "r-1".into(),
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["status"], "CLOSED");
+        assert_eq!(serde_json::from_value::<TicketEventPayload>(v).unwrap(), p);
+    }
 }

@@ -17,10 +17,22 @@ pub struct Audit {
     pub sent: i64,
     /// Events with a processed_events row and exactly one notification.
     pub processed: i64,
-    /// Acknowledged creates with no ticket + events not processed after the wait.
-    pub lost: i64,
     /// Events with more than one notification (impossible by schema; checked anyway).
     pub duplicated: i64,
+    /// Creates the API acknowledged whose ticket is not in the database.
+    pub missing_tickets: i64,
+    /// Events still in the outbox (not yet sent) when the audit stopped waiting.
+    pub unsent: i64,
+    /// Events sent to Kafka but not processed when the audit stopped waiting.
+    pub sent_unprocessed: i64,
+    /// The notifier's consumer lag when the audit stopped waiting (None: not scraped).
+    pub consumer_lag_at_end: Option<f64>,
+    /// Proven losses: missing tickets, plus sent-but-unprocessed events once the consumer has
+    /// caught up (lag 0) — nothing left in flight could still deliver them.
+    pub lost: i64,
+    /// Events neither processed nor proven lost: still in flight when the wait ended. Zero loss
+    /// is then not confirmed, and the run fails too, with this reason.
+    pub unconfirmed: i64,
     /// How long the pipeline took to drain after the load stopped.
     pub drain_seconds: f64,
 }
@@ -50,6 +62,7 @@ pub async fn run(
     user_prefix: &str,
     acknowledged_creates: u64,
     timeout: Duration,
+    consumer_lag: impl AsyncFn() -> Option<f64>,
 ) -> anyhow::Result<Audit> {
     let pool = PgPool::connect(database_url)
         .await
@@ -62,15 +75,28 @@ pub async fn run(
         last = counts(&pool, &pattern).await?;
     }
     let (tickets, events, sent, processed, duplicated) = last;
+    let lag = consumer_lag().await;
     let missing_tickets = (acknowledged_creates as i64 - tickets).max(0);
+    let unsent = events - sent;
+    let sent_unprocessed = (sent - processed - duplicated).max(0);
+    let proven = if lag == Some(0.0) {
+        sent_unprocessed
+    } else {
+        0
+    };
     Ok(Audit {
         acknowledged_creates,
         tickets,
         events,
         sent,
         processed,
-        lost: missing_tickets + (events - processed - duplicated).max(0),
         duplicated,
+        missing_tickets,
+        unsent,
+        sent_unprocessed,
+        consumer_lag_at_end: lag,
+        lost: missing_tickets + proven,
+        unconfirmed: unsent + sent_unprocessed - proven,
         drain_seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -390,6 +390,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
         let requests = rec.requests;
         Report {
             run_id: run_id.clone(),
+            user_prefix: shared.users.prefix.clone(),
             started_at: started_at.to_rfc3339(),
             config: serde_json::json!({
                 "rps": args.rps, "duration_s": args.duration.as_secs_f64(), "warmup_s": args.warmup.as_secs_f64(),
@@ -441,7 +442,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             args.audit_timeout
         );
         let acknowledged = shared.users.known() as u64;
-        let audit = audit::run(url, &shared.users.prefix, acknowledged, args.audit_timeout).await?;
+        let lag = async || {
+            let (_, notifier) = scraper.scrape().await;
+            notifier.and_then(|n| pipeline::sum(&n, "consumer_lag"))
+        };
+        let audit = audit::run(
+            url,
+            &shared.users.prefix,
+            acknowledged,
+            args.audit_timeout,
+            lag,
+        )
+        .await?;
         report.audit = Some(audit);
     }
     report.slos = args.slos.iter().map(|s| s.check(&report)).collect();

@@ -92,6 +92,8 @@ pub struct PipelineSummary {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
     pub run_id: String,
+    /// X-User-Id prefix of this run's simulated users (the audit's scope).
+    pub user_prefix: String,
     pub started_at: String,
     pub config: serde_json::Value,
     pub environment: Environment,
@@ -230,10 +232,16 @@ impl Report {
             opt(p.consumer_lag_max, " msgs")
         ));
         if let Some(a) = &self.audit {
+            let verdict = if a.lost > 0 || a.duplicated > 0 {
+                "FAIL (loss)"
+            } else if a.unconfirmed > 0 {
+                "FAIL (not confirmed: still in flight when the audit timed out)"
+            } else {
+                "PASS"
+            };
             md.push_str(&format!(
-                "| zero-loss audit | {}: {} tickets, {} events, {} sent, {} processed once, {} lost, {} duplicated |\n",
-                if a.lost == 0 && a.duplicated == 0 { "PASS" } else { "FAIL" },
-                a.tickets, a.events, a.sent, a.processed, a.lost, a.duplicated
+                "| zero-loss audit | {verdict}: {} acknowledged creates, {} tickets, {} events, {} sent, {} processed exactly once, {} lost, {} unconfirmed ({} unsent, {} sent not processed), {} duplicated; drained in {:.1} s |\n",
+                a.acknowledged_creates, a.tickets, a.events, a.sent, a.processed, a.lost, a.unconfirmed, a.unsent, a.sent_unprocessed, a.duplicated, a.drain_seconds
             ));
         }
         for n in &p.notes {

@@ -1,0 +1,114 @@
+//! loadgen against the whole system on the local stack: service (Postgres) + relay + notifier
+//! in-process, the pipeline scraped, and the zero-loss audit passing — then catching a loss.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../relay/tests/common/mod.rs"]
+mod stack;
+
+use std::time::Duration;
+
+use clap::Parser;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
+    let Some(world) = stack::World::new(3).await else {
+        return;
+    };
+    let mut config = service::Config::embedded();
+    config.database_url = Some(world.db_url.clone());
+    let api = service::App::build(config).await.unwrap();
+    let api_addr = api.addr();
+    tokio::spawn(api.run_until_stopped());
+    let relay = relay::App::build(world.relay_config()).await.unwrap();
+    let relay_addr = relay.addr();
+    tokio::spawn(relay.run_until_stopped());
+    let notifier = notifier::App::build(notifier::Config::for_tests(
+        &world.db_url,
+        &world.brokers,
+        &world.topic,
+        &world.dlq,
+    ))
+    .await
+    .unwrap();
+    let notifier_addr = notifier.addr();
+    tokio::spawn(notifier.run_until_stopped());
+
+    let out = tempfile::tempdir().unwrap();
+    let cli = loadgen::Cli::parse_from([
+        "loadgen",
+        "--target",
+        &format!("http://{api_addr}"),
+        "--rps",
+        "100",
+        "--duration",
+        "3s",
+        "--warmup",
+        "1s",
+        "--users",
+        "10",
+        "--tickets-per-user",
+        "2",
+        "--quiet",
+        "--run-id",
+        "stack",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--relay-metrics",
+        &format!("http://{relay_addr}/metrics"),
+        "--notifier-metrics",
+        &format!("http://{notifier_addr}/metrics"),
+        "--database-url",
+        &world.db_url,
+        "--audit-timeout",
+        "60s",
+        "--slo",
+        "errors<1%",
+        "--slo",
+        "lost_events<1",
+    ]);
+    let (report, _) = loadgen::run(cli.run).await.unwrap();
+    let audit = report.audit.clone().unwrap();
+    assert!(report.passed, "{}", report.markdown());
+    assert_eq!(
+        (audit.lost, audit.unconfirmed, audit.duplicated),
+        (0, 0, 0),
+        "{audit:?}"
+    );
+    assert_eq!(audit.tickets as u64, audit.acknowledged_creates);
+    assert!(audit.tickets >= 20, "seeded and created tickets: {audit:?}");
+    let closes = report.endpoints.get("close").map_or(0, |e| e.requests);
+    assert!(audit.events >= audit.tickets + closes as i64, "{audit:?}");
+    assert_eq!(audit.processed, audit.events);
+    assert!(
+        report.pipeline.outbox_lag_p99_ms.is_some(),
+        "outbox lag scraped from the relay"
+    );
+    assert!(
+        report.pipeline.e2e_p99_ms.is_some(),
+        "end-to-end latency scraped from the notifier"
+    );
+    assert!(!report.pipeline.series.is_empty());
+
+    // A loss: one processed event of this run disappears (as if the notifier never saw it).
+    sqlx::query(
+        "WITH victim AS (
+             SELECT n.event_id FROM notifications n JOIN tickets t ON t.id = n.ticket_id
+             WHERE t.created_by LIKE $1 LIMIT 1),
+         gone AS (DELETE FROM notifications WHERE event_id IN (SELECT event_id FROM victim))
+         DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM victim)",
+    )
+    .bind(format!("{}-%", report.user_prefix))
+    .execute(&world.pool)
+    .await
+    .unwrap();
+    let again = loadgen::audit::run(
+        &world.db_url,
+        &report.user_prefix,
+        audit.acknowledged_creates,
+        Duration::from_secs(2),
+        async || Some(0.0),
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.lost, again.sent_unprocessed), (1, 1), "{again:?}");
+}
