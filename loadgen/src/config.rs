@@ -26,8 +26,13 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Compare two runs (report dirs or report.json files); exit 1 when B regressed.
+    /// Compare two runs (report dirs or report.json files); exit 4 when B regressed.
     Compare(CompareArgs),
+    /// Re-write report.md and report.html of a run directory from its report.json.
+    Render {
+        /// Run directory (or its report.json).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -66,13 +66,25 @@ fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>], log_x
             W - PAD_R, PAD_L - 4.0, py(y) + 3.0, fmt(y), py = py(y)
         ));
     }
-    for i in 0..=5 {
-        let x = x0 + (x1 - x0) * i as f64 / 5.0;
-        let label = if log_x {
-            format!("{}%", fmt(100.0 * (1.0 - 10f64.powf(-x))))
-        } else {
-            fmt(x)
-        };
+    // Percentile axis: one tick per "nine" (0 %, 90 %, 99 %, 99.9 %, …); linear axis: 6 ticks.
+    let ticks: Vec<(f64, String)> = if log_x {
+        (0..=x1.ceil() as i32)
+            .map(|k| {
+                let label = match k {
+                    0 => "0%".to_string(),
+                    k => format!("{}%", 100.0 - 100.0 / 10f64.powi(k)),
+                };
+                (f64::from(k), label)
+            })
+            .filter(|(x, _)| *x <= x1)
+            .collect()
+    } else {
+        (0..=5)
+            .map(|i| x0 + (x1 - x0) * f64::from(i) / 5.0)
+            .map(|x| (x, fmt(x)))
+            .collect()
+    };
+    for (x, label) in ticks {
         svg.push_str(&format!(
             "<text x='{:.1}' y='{}' font-size='10' text-anchor='middle'>{label}</text>",
             px(x),
@@ -171,21 +183,25 @@ pub fn render(r: &Report) -> String {
             false,
         ),
         chart(
-            "Pipeline lag",
+            "Outbox lag: age of the oldest unsent row (relay)",
             "seconds",
-            "ms / messages",
-            &[
-                Series {
-                    name: "outbox lag (ms)",
-                    color: "#8e44ad",
-                    points: pipe(|p| p.outbox_lag_seconds, 1000.0),
-                },
-                Series {
-                    name: "consumer lag (msgs)",
-                    color: "#d35400",
-                    points: pipe(|p| p.consumer_lag, 1.0),
-                },
-            ],
+            "ms",
+            &[Series {
+                name: "outbox lag",
+                color: "#8e44ad",
+                points: pipe(|p| p.outbox_lag_seconds, 1000.0),
+            }],
+            false,
+        ),
+        chart(
+            "Consumer lag, all partitions (notifier)",
+            "seconds",
+            "messages",
+            &[Series {
+                name: "consumer lag",
+                color: "#d35400",
+                points: pipe(|p| p.consumer_lag, 1.0),
+            }],
             false,
         ),
         chart(

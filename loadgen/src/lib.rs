@@ -38,6 +38,18 @@ const DEFAULT_TARGET: &str = "http://127.0.0.1:8080";
 pub async fn run_cli() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::Render { dir }) => {
+            let report = Report::load(&dir)?;
+            let dir = if dir.is_dir() {
+                dir
+            } else {
+                dir.parent().map(PathBuf::from).unwrap_or_default()
+            };
+            std::fs::write(dir.join("report.md"), report.markdown())?;
+            std::fs::write(dir.join("report.html"), html::render(&report))?;
+            println!("rendered {}", dir.display());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Some(Command::Compare(c)) => {
             let a = Report::load(&c.a)?;
             let b = Report::load(&c.b)?;

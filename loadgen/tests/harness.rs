@@ -96,7 +96,7 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time_and_reports_are_
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("| latency from intended start") && md.contains("**BREACH**"));
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 4);
+    assert_eq!(html.matches("<svg").count(), 5);
     assert!(!html.contains("<script"), "self-contained, no scripts");
     let hlog = std::fs::read(dir.join("latency.hlog")).unwrap();
     let intervals = hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&hlog)

@@ -76,7 +76,8 @@ async fn drain(world: &World, events: usize, batch: u32) -> (f64, f64) {
     let started = Instant::now();
     let handle = tokio::spawn(app.run_until_stopped());
     // Partial indexes only: the poll must not compete with the relay for the 2 cores.
-    let unsent = "SELECT count(*) FROM outbox_events WHERE status = 'pending' OR status = 'processing'";
+    let unsent =
+        "SELECT count(*) FROM outbox_events WHERE status = 'pending' OR status = 'processing'";
     wait_for(world, unsent, 0, Duration::from_secs(900)).await;
     let relay_secs = started.elapsed().as_secs_f64();
     stop.cancel();
@@ -212,7 +213,9 @@ async fn main() -> anyhow::Result<()> {
         f64::NAN
     } else {
         let started = Instant::now();
-        let read = world.read_topic(&world.topic, Duration::from_secs(900)).len();
+        let read = world
+            .read_topic(&world.topic, Duration::from_secs(900))
+            .len();
         assert_eq!(read, args.events);
         started.elapsed().as_secs_f64()
     };
