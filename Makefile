@@ -19,6 +19,7 @@ lint:
 
 ## test: install/start the local stack (idempotent), run every test against it, then the e2e check
 test: stack-up
+	$(STACK) reset-broker
 	$(TEST_ENV) cargo test --workspace
 	infra/local/e2e
 
