@@ -184,79 +184,35 @@ impl Relay {
     }
 
     /// The step loop: run steps back to back while full batches come, otherwise wait for a
-    /// notification or the poll interval. Pipelined: batch k is marked while batch k+1 is
-    /// claimed and published (at most one mark in flight; rows wait in `processing` meanwhile,
-    /// so a crash here is the reaper's case, never a loss). Finishes the batch in hand when
-    /// stopped.
+    /// notification or the poll interval. Finishes the batch in hand when stopped.
     pub async fn run_steps(self: Arc<Self>, wake: Arc<Notify>, stop: CancellationToken) {
         let mut error_backoff = Duration::from_millis(100);
-        let mut marking: Option<tokio::task::JoinHandle<anyhow::Result<Outcome>>> = None;
         while !stop.is_cancelled() {
-            let step = match self.claim().await {
-                Ok(rows) if rows.is_empty() => Ok(None),
-                Ok(rows) => {
-                    let result = self.publish(&rows).await;
-                    Ok(Some((rows, result)))
+            match self.relay_once().await {
+                Ok(Outcome::Relayed { claimed, .. })
+                    if claimed as u32 >= self.settings.batch_size =>
+                {
+                    error_backoff = Duration::from_millis(100);
+                    continue;
                 }
-                Err(e) => Err(anyhow::Error::from(e)),
-            };
-            let mut failed = Self::finish(marking.take()).await;
-            match step {
-                Ok(Some((rows, result))) => {
-                    let full = rows.len() as u32 >= self.settings.batch_size;
-                    let relay = self.clone();
-                    marking = Some(tokio::spawn(
-                        async move { relay.mark(&rows, &result).await },
-                    ));
-                    if full && !failed {
-                        error_backoff = Duration::from_millis(100);
-                        continue;
+                Ok(_) => {
+                    error_backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(self.settings.poll_interval) => {
+                            self.metrics.wakeups.with_label_values(&["poll"]).inc();
+                        }
+                        _ = stop.cancelled() => {}
                     }
-                    failed |= Self::finish(marking.take()).await;
                 }
-                Ok(None) => {}
                 Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "relay claim failed");
-                    failed = true;
+                    tracing::error!(error = format!("{e:#}"), "relay step failed; backing off");
+                    tokio::select! {
+                        _ = tokio::time::sleep(error_backoff) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                    error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
                 }
-            }
-            if failed {
-                tokio::select! {
-                    _ = tokio::time::sleep(error_backoff) => {}
-                    _ = stop.cancelled() => {}
-                }
-                error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-            error_backoff = Duration::from_millis(100);
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(self.settings.poll_interval) => {
-                    self.metrics.wakeups.with_label_values(&["poll"]).inc();
-                }
-                _ = stop.cancelled() => {}
-            }
-        }
-        Self::finish(marking.take()).await;
-    }
-
-    /// Waits for an in-flight mark; `true` when it failed (logged here, once).
-    async fn finish(marking: Option<tokio::task::JoinHandle<anyhow::Result<Outcome>>>) -> bool {
-        let Some(handle) = marking else {
-            return false;
-        };
-        match handle.await {
-            Ok(Ok(_)) => false,
-            Ok(Err(e)) => {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "marking a published batch failed; the reaper will re-publish it"
-                );
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "mark task failed");
-                true
             }
         }
     }
