@@ -129,6 +129,34 @@ pub struct TicketEventPayload {
     pub request_id: String,
 }
 
+/// Attachment metadata as the API returns it (`POST`/`GET /v1/tickets/{id}/attachments`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: u64,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// Presigned GET URL of the bytes; anyone holding it can download until it expires.
+    pub download_url: String,
+    pub download_url_expires_at: DateTime<Utc>,
+}
+
+/// Payload of `ticket.attachment_added` (written in the transaction that stores the metadata,
+/// after the bytes are in the object store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentEventPayload {
+    pub ticket_id: Uuid,
+    pub created_by: String,
+    pub attachment_id: Uuid,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: u64,
+    pub request_id: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,20 +7,18 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::cache::ListCache;
-use crate::config::Config;
+use crate::config::{AttachmentConfig, Config};
 use crate::idempotency::IdempotencyCache;
 use crate::kv::Redis;
 use crate::metrics::Metrics;
+use crate::objects::ObjectStore;
 use crate::store::{MemoryStore, PostgresStore, TicketStore};
 use crate::{middleware, routes, server};
 
@@ -32,6 +30,9 @@ pub struct AppState {
     pub redis: Option<Redis>,
     pub metrics: Arc<Metrics>,
     pub pg_pool: Option<PgPool>,
+    /// The object store for attachment bytes; `None` when S3_BUCKET is unset.
+    pub objects: Option<Arc<ObjectStore>>,
+    pub attachments: AttachmentConfig,
 }
 
 pub struct App {
@@ -68,7 +69,11 @@ impl App {
             Some(url) => Some(Redis::connect(url, config.redis_timeout, metrics.clone()).await?),
             None => None,
         };
+        let objects =
+            ObjectStore::from_config(&config.s3, &config.attachments, metrics.clone()).await;
         let state = AppState {
+            objects,
+            attachments: config.attachments.clone(),
             lists: Arc::new(ListCache::new(
                 config.list_cache_l1_ttl,
                 config.list_cache_l1_capacity,
@@ -91,7 +96,13 @@ impl App {
             .await
             .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, storage = state.store.kind(), redis = state.redis.is_some(), "service listening");
+        tracing::info!(
+            %addr,
+            storage = state.store.kind(),
+            redis = state.redis.is_some(),
+            attachments_bucket = state.objects.as_ref().map(|o| o.bucket()),
+            "service listening"
+        );
         Ok(Self {
             router: router(state.clone(), &config),
             listener,
@@ -129,7 +140,7 @@ impl App {
 
 /// The full router with every middleware, in the order a request meets them.
 pub fn router(state: AppState, config: &Config) -> Router {
-    let (mut business, ops) = routes::routers();
+    let (mut business, ops) = routes::routers(config);
     if let Some(limiter) = middleware::user_rate_limiter(config.rate_limit_per_user) {
         spawn_limiter_cleanup(&limiter);
         business = business.route_layer(axum::middleware::from_fn_with_state(
@@ -158,11 +169,6 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(ops)
         .fallback(middleware::route_not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            config.request_timeout,
-        ))
         .layer(axum::middleware::from_fn(middleware::envelope));
     if let Some(access_log) = access_log {
         router = router.layer(access_log);

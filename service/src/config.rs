@@ -92,7 +92,86 @@ pub struct Config {
     /// Log one JSON line per request.
     #[arg(long, env = "ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub access_log: bool,
+
+    #[command(flatten)]
+    pub s3: S3Config,
+
+    #[command(flatten)]
+    pub attachments: AttachmentConfig,
 }
+
+/// The object store for attachment bytes: Garage locally, AWS S3 or MinIO elsewhere.
+#[derive(Debug, Clone, clap::Args)]
+pub struct S3Config {
+    /// Bucket for attachment bytes. Unset: attachments are off and their endpoints answer 503
+    /// `attachments_disabled` (ticket metadata still works in either storage mode).
+    #[arg(long, env = "S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// S3 API endpoint, e.g. http://127.0.0.1:53900 for the local Garage. Unset: AWS S3 in
+    /// S3_REGION.
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Endpoint written into presigned download URLs, when clients reach the store at another
+    /// address than the service does (a proxy, a public host name). Default: S3_ENDPOINT.
+    #[arg(long, env = "S3_PUBLIC_ENDPOINT")]
+    pub s3_public_endpoint: Option<String>,
+
+    /// Region used for signing; Garage wants its `s3_region` (the local stack uses `garage`).
+    #[arg(long, env = "S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// Static access key id. Unset: the AWS default chain (AWS_* variables, profile, web
+    /// identity, instance metadata).
+    #[arg(long, env = "S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+
+    /// Secret of S3_ACCESS_KEY_ID.
+    #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Path-style addressing (`endpoint/bucket/key`): Garage and MinIO need it, AWS S3 accepts it.
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub s3_force_path_style: bool,
+
+    /// Timeout of one attempt of one S3 call (one part upload must fit in it). Connecting has
+    /// 2 s; a refused or timed-out call is retried twice, then the request gets 503.
+    #[arg(long, env = "S3_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub s3_timeout: Duration,
+}
+
+/// Limits of `POST /v1/tickets/{id}/attachments` and the download links.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AttachmentConfig {
+    /// Largest accepted file in bytes; counted while streaming, a larger upload gets 413 and
+    /// leaves nothing behind.
+    #[arg(long, env = "ATTACHMENT_MAX_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub attachment_max_bytes: u64,
+
+    /// Lifetime of presigned download URLs (at most 7 days, the SigV4 limit).
+    #[arg(long, env = "ATTACHMENT_URL_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub attachment_url_ttl: Duration,
+
+    /// Upload buffer: files up to this size go to S3 in one PUT, larger ones as a multipart
+    /// upload in parts of this size. At least 5 MiB (the S3 minimum part).
+    #[arg(long, env = "ATTACHMENT_PART_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub attachment_part_bytes: usize,
+
+    /// Uploads buffered at once; with ATTACHMENT_PART_BYTES it bounds upload memory. Further
+    /// uploads wait for a slot (within ATTACHMENT_UPLOAD_TIMEOUT).
+    #[arg(long, env = "ATTACHMENT_MAX_CONCURRENT_UPLOADS", default_value_t = 16)]
+    pub attachment_max_concurrent_uploads: usize,
+
+    /// Time an upload request may take in all (REQUEST_TIMEOUT covers every other route).
+    #[arg(long, env = "ATTACHMENT_UPLOAD_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub attachment_upload_timeout: Duration,
+}
+
+/// S3's smallest multipart part (except the last).
+pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
+/// SigV4 presigned URLs live at most a week.
+pub const MAX_URL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Config {
     /// Checks what clap cannot; the error names the variable to fix.
@@ -105,6 +184,12 @@ impl Config {
             ("LIST_CACHE_L1_TTL", self.list_cache_l1_ttl),
             ("LIST_CACHE_TTL", self.list_cache_ttl),
             ("IDEMPOTENCY_TTL", self.idempotency_ttl),
+            ("S3_TIMEOUT", self.s3.s3_timeout),
+            ("ATTACHMENT_URL_TTL", self.attachments.attachment_url_ttl),
+            (
+                "ATTACHMENT_UPLOAD_TIMEOUT",
+                self.attachments.attachment_upload_timeout,
+            ),
         ];
         if let Some((name, _)) = nonzero.iter().find(|(_, d)| d.is_zero()) {
             return Err(format!("{name} must be greater than zero"));
@@ -115,6 +200,8 @@ impl Config {
         if self.body_limit_bytes < 1024 {
             return Err("BODY_LIMIT_BYTES must be at least 1024".into());
         }
+        self.s3.validate()?;
+        self.attachments.validate()?;
         for (name, url, schemes) in [
             (
                 "DATABASE_URL",
@@ -155,7 +242,62 @@ impl Config {
         config.database_url = None;
         config.redis_url = None;
         config.migrate = false;
+        config.s3.s3_bucket = None;
+        config.s3.s3_endpoint = None;
+        config.s3.s3_public_endpoint = None;
+        config.s3.s3_access_key_id = None;
+        config.s3.s3_secret_access_key = None;
         config
+    }
+}
+
+impl S3Config {
+    fn validate(&self) -> Result<(), String> {
+        for (name, url) in [
+            ("S3_ENDPOINT", &self.s3_endpoint),
+            ("S3_PUBLIC_ENDPOINT", &self.s3_public_endpoint),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(format!("{name} must start with http:// or https://"));
+            }
+        }
+        if self.s3_bucket.is_none()
+            && (self.s3_endpoint.is_some() || self.s3_access_key_id.is_some())
+        {
+            return Err("S3_BUCKET must be set when S3_ENDPOINT or S3_ACCESS_KEY_ID is".into());
+        }
+        if self.s3_bucket.as_deref().is_some_and(str::is_empty) {
+            return Err("S3_BUCKET must not be empty".into());
+        }
+        if self.s3_access_key_id.is_some() != self.s3_secret_access_key.is_some() {
+            return Err("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set together".into());
+        }
+        if self.s3_region.is_empty() {
+            return Err("S3_REGION must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+impl AttachmentConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.attachment_max_bytes == 0 {
+            return Err("ATTACHMENT_MAX_BYTES must be at least 1".into());
+        }
+        if self.attachment_url_ttl > MAX_URL_TTL {
+            return Err("ATTACHMENT_URL_TTL must be at most 7 days (the SigV4 limit)".into());
+        }
+        if self.attachment_part_bytes < MIN_PART_BYTES {
+            return Err(format!(
+                "ATTACHMENT_PART_BYTES must be at least {MIN_PART_BYTES} (the S3 minimum part)"
+            ));
+        }
+        if self.attachment_max_concurrent_uploads == 0 {
+            return Err("ATTACHMENT_MAX_CONCURRENT_UPLOADS must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -176,6 +318,23 @@ mod tests {
         let mut c = Config::for_tests();
         c.request_timeout = Duration::ZERO;
         assert!(c.validate().unwrap_err().contains("REQUEST_TIMEOUT"));
+    }
+
+    #[test]
+    fn s3_settings_are_checked_together() {
+        let mut c = Config::for_tests();
+        c.s3.s3_endpoint = Some("http://127.0.0.1:53900".into());
+        assert!(c.validate().unwrap_err().contains("S3_BUCKET"));
+        c.s3.s3_bucket = Some("b".into());
+        c.s3.s3_access_key_id = Some("GK1".into());
+        assert!(c.validate().unwrap_err().contains("S3_SECRET_ACCESS_KEY"));
+        c.s3.s3_secret_access_key = Some("s".into());
+        c.validate().unwrap();
+        c.attachments.attachment_part_bytes = 1024;
+        assert!(c.validate().unwrap_err().contains("ATTACHMENT_PART_BYTES"));
+        c.attachments.attachment_part_bytes = MIN_PART_BYTES;
+        c.attachments.attachment_url_ttl = Duration::from_secs(8 * 24 * 3600);
+        assert!(c.validate().unwrap_err().contains("ATTACHMENT_URL_TTL"));
     }
 
     #[test]

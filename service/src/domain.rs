@@ -135,6 +135,113 @@ impl IdempotencyKey {
     }
 }
 
+pub const FILENAME_MAX_BYTES: usize = 255;
+/// Stored when a client sends no usable name.
+pub const FALLBACK_FILENAME: &str = "attachment";
+
+/// An attachment's file name as clients see it again: the last path component of what the
+/// client sent (`C:\\x\\a.txt` and `../../a.txt` become `a.txt`), without control characters,
+/// leading dots or surrounding spaces, at most 255 bytes. Never used as the object key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentFilename(String);
+
+impl AttachmentFilename {
+    /// Sanitises rather than rejects: browsers send full paths on some platforms.
+    pub fn sanitize(raw: Option<&str>) -> Self {
+        let last = raw
+            .unwrap_or_default()
+            .rsplit(['/', '\\'])
+            .next()
+            .unwrap_or_default();
+        let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+        let cleaned = cleaned.trim().trim_start_matches('.').trim();
+        let mut end = cleaned.len().min(FILENAME_MAX_BYTES);
+        while !cleaned.is_char_boundary(end) {
+            end -= 1;
+        }
+        let name = cleaned[..end].trim_end();
+        Self(if name.is_empty() {
+            FALLBACK_FILENAME.to_owned()
+        } else {
+            name.to_owned()
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `Content-Disposition` for downloads: an ASCII fallback plus the exact UTF-8 name (RFC 6266).
+    pub fn content_disposition(&self) -> String {
+        let ascii: String = self
+            .0
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut encoded = String::with_capacity(self.0.len() * 3);
+        for b in self.0.bytes() {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                encoded.push(char::from(b));
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+    }
+}
+
+/// A media type `type/subtype` (parameters such as `charset` kept), lower-cased type and
+/// subtype; missing means `application/octet-stream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentType(String);
+
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+impl ContentType {
+    pub fn parse(raw: Option<&str>) -> Result<Self, AppError> {
+        let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+            return Ok(Self(DEFAULT_CONTENT_TYPE.to_owned()));
+        };
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+        };
+        let (essence, params) = raw.split_once(';').unwrap_or((raw, ""));
+        let valid = raw.len() <= 255
+            && raw.chars().all(|c| c.is_ascii() && !c.is_ascii_control())
+            && essence
+                .trim()
+                .split_once('/')
+                .is_some_and(|(t, s)| token(t) && token(s));
+        if !valid {
+            return Err(AppError::bad_request(
+                "invalid_content_type",
+                format!(
+                    "the file part's Content-Type must be a media type like text/plain, got {raw:?}"
+                ),
+            ));
+        }
+        let essence = essence.trim().to_ascii_lowercase();
+        let params = params.trim();
+        Ok(Self(if params.is_empty() {
+            essence
+        } else {
+            format!("{essence}; {params}")
+        }))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +277,46 @@ mod tests {
         assert!(matches!(UserId::parse(""), Err(AppError::Unauthorized(_))));
         assert!(UserId::parse("a:b").is_err());
         assert!(UserId::parse(&"u".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn filenames_lose_paths_and_control_characters() {
+        let name = |raw: &str| AttachmentFilename::sanitize(Some(raw)).as_str().to_owned();
+        assert_eq!(name("report.pdf"), "report.pdf");
+        assert_eq!(name("../../etc/passwd"), "passwd");
+        assert_eq!(name("C:\\Users\\me\\scan 1.png"), "scan 1.png");
+        assert_eq!(name("a\u{0}b\r\nc.txt"), "abc.txt");
+        assert_eq!(name(".bashrc"), "bashrc");
+        assert_eq!(name(".."), FALLBACK_FILENAME);
+        assert_eq!(name("dir/"), FALLBACK_FILENAME);
+        assert_eq!(
+            AttachmentFilename::sanitize(None).as_str(),
+            FALLBACK_FILENAME
+        );
+        let long = name(&"я".repeat(200));
+        assert!(long.len() <= FILENAME_MAX_BYTES && long.chars().all(|c| c == 'я'));
+    }
+
+    #[test]
+    fn content_disposition_keeps_the_utf8_name() {
+        let cd = AttachmentFilename::sanitize(Some("отчёт \"q\".txt")).content_disposition();
+        assert_eq!(
+            cd,
+            "attachment; filename=\"_____ _q_.txt\"; filename*=UTF-8''%D0%BE%D1%82%D1%87%D1%91%D1%82%20%22q%22.txt"
+        );
+    }
+
+    #[test]
+    fn content_types() {
+        let ct = |raw| ContentType::parse(raw).map(|c| c.as_str().to_owned());
+        assert_eq!(ct(None).unwrap(), DEFAULT_CONTENT_TYPE);
+        assert_eq!(ct(Some("Image/PNG")).unwrap(), "image/png");
+        assert_eq!(
+            ct(Some("text/plain;charset=utf-8")).unwrap(),
+            "text/plain; charset=utf-8"
+        );
+        assert!(ct(Some("nonsense")).is_err());
+        assert!(ct(Some("text/plain\r\nX-Evil: 1")).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::objects::ObjectError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,10 +22,10 @@ pub enum AppError {
     Validation(String),
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReused,
-    #[error("request body must be JSON (Content-Type: application/json)")]
-    UnsupportedMediaType,
-    #[error("request body is larger than the limit")]
-    PayloadTooLarge,
+    #[error("{0}")]
+    UnsupportedMediaType(&'static str),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("ticket belongs to another user")]
     Forbidden,
     #[error("{0} not found")]
@@ -33,6 +34,10 @@ pub enum AppError {
     RateLimited,
     #[error("{0}")]
     Unavailable(String),
+    #[error(
+        "attachments are disabled: this instance has no object store (set S3_BUCKET, and S3_ENDPOINT for Garage or MinIO)"
+    )]
+    AttachmentsDisabled,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -62,14 +67,17 @@ impl AppError {
             AppError::IdempotencyKeyReused => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
             }
-            AppError::UnsupportedMediaType => {
+            AppError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
-            AppError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::AttachmentsDisabled => {
+                (StatusCode::SERVICE_UNAVAILABLE, "attachments_disabled")
+            }
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -112,11 +120,24 @@ impl From<JsonRejection> for AppError {
                 AppError::bad_request("invalid_json", e.body_text())
             }
             JsonRejection::JsonDataError(e) => AppError::Validation(e.body_text()),
-            JsonRejection::MissingJsonContentType(_) => AppError::UnsupportedMediaType,
+            JsonRejection::MissingJsonContentType(_) => AppError::UnsupportedMediaType(
+                "request body must be JSON (Content-Type: application/json)",
+            ),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                AppError::PayloadTooLarge
+                AppError::PayloadTooLarge("request body is larger than the limit".into())
             }
             other => AppError::bad_request("invalid_body", other.body_text()),
+        }
+    }
+}
+
+impl From<ObjectError> for AppError {
+    fn from(err: ObjectError) -> Self {
+        match err {
+            ObjectError::Unavailable(msg) => {
+                AppError::Unavailable(format!("object store unavailable ({msg}); retry later"))
+            }
+            ObjectError::Other(err) => AppError::Internal(err.context("object store")),
         }
     }
 }

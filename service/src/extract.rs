@@ -1,7 +1,8 @@
 //! Extractors that turn request parts into domain types, rejecting with `AppError` so every
 //! malformed input gets the one error envelope.
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Query};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Request};
+use axum::http::header;
 use axum::http::request::Parts;
 use contracts::headers;
 use uuid::Uuid;
@@ -86,5 +87,32 @@ impl<S: Send + Sync> FromRequestParts<S> for TicketId {
                 format!("ticket id must be a UUID, got {raw:?}"),
             )
         })
+    }
+}
+
+/// An upload body: `multipart/form-data` (415 for any other content type, 400 without a
+/// boundary). Nothing is read yet; the handler streams the parts.
+pub struct Upload(pub Multipart);
+
+pub const UPLOAD_MEDIA_TYPE_MESSAGE: &str =
+    "attachments are uploaded as multipart/form-data with one field named \"file\"";
+
+impl<S: Send + Sync> FromRequest<S> for Upload {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let multipart_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("multipart/form-data"));
+        if !multipart_type {
+            return Err(AppError::UnsupportedMediaType(UPLOAD_MEDIA_TYPE_MESSAGE));
+        }
+        Multipart::from_request(req, state)
+            .await
+            .map(Upload)
+            .map_err(|rejection| AppError::bad_request("invalid_multipart", rejection.body_text()))
     }
 }

@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod kv;
 pub mod metrics;
 pub mod middleware;
+pub mod objects;
 pub mod routes;
 pub mod server;
 pub mod store;

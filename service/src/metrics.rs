@@ -1,8 +1,8 @@
 //! Prometheus metrics of one service instance (a registry per `App`, so tests can run several).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds: fine-grained below 50 ms where the SLOs live.
@@ -26,6 +26,13 @@ pub struct Metrics {
     pub idempotency_replays: IntCounterVec,
     /// Postgres pool connections, `state="in_use"|"idle"`; refreshed on every scrape.
     pub db_pool: IntGaugeVec,
+    /// Attachment uploads by outcome (`stored`, `too_large`, `empty`, `bad_request`,
+    /// `store_unavailable`, `store_error`, `db_error`).
+    pub attachment_uploads: IntCounterVec,
+    /// Bytes of attachments written to the object store.
+    pub attachment_bytes: IntCounter,
+    /// Deletes/aborts of objects no metadata references, `action`, `outcome="ok"|"failed"`.
+    pub object_cleanups: IntCounterVec,
 }
 
 impl Metrics {
@@ -87,7 +94,30 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric");
+        let attachment_uploads = IntCounterVec::new(
+            Opts::new("attachment_uploads_total", "Attachment uploads by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let attachment_bytes = IntCounter::new(
+            "attachment_upload_bytes_total",
+            "Bytes of attachments written to the object store",
+        )
+        .expect("valid metric");
+        let object_cleanups = IntCounterVec::new(
+            Opts::new(
+                "object_cleanups_total",
+                "Unreferenced uploads removed from the object store (abort or delete), by outcome",
+            ),
+            &["action", "outcome"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(attachment_bytes.clone()))
+            .expect("unique metric");
         for c in [
+            &attachment_uploads,
+            &object_cleanups,
             &http_requests,
             &cache_requests,
             &cache_db_loads,
@@ -117,6 +147,9 @@ impl Metrics {
             redis_degraded,
             idempotency_replays,
             db_pool,
+            attachment_uploads,
+            attachment_bytes,
+            object_cleanups,
         }
     }
 

@@ -14,6 +14,7 @@ pub fn routes() -> Vec<Route> {
         path: "/v1/openapi.json",
         handler: get(openapi),
         business: false,
+        upload: false,
     }]
 }
 

@@ -20,6 +20,7 @@ pub fn routes() -> Vec<Route> {
         path,
         handler,
         business: false,
+        upload: false,
     };
     vec![
         route(Method::GET, "/healthz", get(healthz)),
@@ -57,6 +58,17 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "redis".into(),
             (if ok { "ok" } else { "error: no PONG" }).into(),
         );
+    }
+
+    if let Some(objects) = &state.objects {
+        let s3 = match objects.ping().await {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("error: {e}"),
+        };
+        if s3 != "ok" {
+            failed.push("s3");
+        }
+        checks.insert("s3".into(), s3.into());
     }
 
     if failed.is_empty() {

@@ -1,15 +1,22 @@
 //! The route table. Each resource module lists its routes; the router and the OpenAPI check are
 //! both built from this one table, so a route cannot exist without being documented.
 
+mod attachments;
 pub mod docs;
 mod health;
 mod tickets;
 
 use axum::Router;
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::routing::MethodRouter;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::app::AppState;
+use crate::config::Config;
+
+/// Room for the multipart boundaries and part headers around an attachment of the maximum size.
+pub const MULTIPART_OVERHEAD_BYTES: usize = 64 * 1024;
 
 pub struct Route {
     pub method: Method,
@@ -17,10 +24,14 @@ pub struct Route {
     pub handler: MethodRouter<AppState>,
     /// Business routes need `X-User-Id` and are subject to the per-user rate limit.
     pub business: bool,
+    /// Streams a file: the attachment size limit and upload timeout instead of BODY_LIMIT_BYTES
+    /// and REQUEST_TIMEOUT.
+    pub upload: bool,
 }
 
 pub fn table() -> Vec<Route> {
     let mut routes = tickets::routes();
+    routes.extend(attachments::routes());
     routes.extend(health::routes());
     routes.extend(docs::routes());
     routes
@@ -31,15 +42,31 @@ pub fn endpoints() -> Vec<(Method, &'static str)> {
     table().into_iter().map(|r| (r.method, r.path)).collect()
 }
 
-/// Two routers: business routes and operational ones (health, metrics, docs).
-pub fn routers() -> (Router<AppState>, Router<AppState>) {
+/// Two routers: business routes and operational ones (health, metrics, docs). Every route gets
+/// its body limit (413) and timeout (504) here, uploads their own.
+pub fn routers(config: &Config) -> (Router<AppState>, Router<AppState>) {
+    let upload_limit = usize::try_from(config.attachments.attachment_max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MULTIPART_OVERHEAD_BYTES);
     table()
         .into_iter()
         .fold((Router::new(), Router::new()), |(business, ops), r| {
-            if r.business {
-                (business.route(r.path, r.handler), ops)
+            let (limit, timeout) = if r.upload {
+                (upload_limit, config.attachments.attachment_upload_timeout)
             } else {
-                (business, ops.route(r.path, r.handler))
+                (config.body_limit_bytes, config.request_timeout)
+            };
+            let handler = r
+                .handler
+                .layer::<_, std::convert::Infallible>(RequestBodyLimitLayer::new(limit))
+                .layer::<_, std::convert::Infallible>(TimeoutLayer::with_status_code(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    timeout,
+                ));
+            if r.business {
+                (business.route(r.path, handler), ops)
+            } else {
+                (business, ops.route(r.path, handler))
             }
         })
 }

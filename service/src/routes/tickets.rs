@@ -26,6 +26,7 @@ pub fn routes() -> Vec<Route> {
         path,
         handler,
         business: true,
+        upload: false,
     };
     vec![
         route(Method::POST, "/v1/tickets", post(create_ticket)),
@@ -113,7 +114,7 @@ async fn get_ticket(
     Ok(axum::Json(ticket))
 }
 
-fn owned_by(ticket: &Ticket, user: &UserId) -> Result<(), AppError> {
+pub(super) fn owned_by(ticket: &Ticket, user: &UserId) -> Result<(), AppError> {
     if ticket.created_by == user.as_str() {
         Ok(())
     } else {

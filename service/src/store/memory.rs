@@ -9,7 +9,8 @@ use contracts::{Ticket, TicketStatus, event_types};
 use uuid::Uuid;
 
 use super::{
-    CloseOutcome, Created, ListQuery, StoreError, StoredEvent, TicketStore, event_payload,
+    AttachmentAdded, AttachmentMeta, CloseOutcome, Created, ListQuery, NewAttachment, StoreError,
+    StoredEvent, TicketStore, attachment_payload, event_payload,
 };
 use crate::domain::{IdempotencyKey, NewTicket, UserId};
 
@@ -25,6 +26,8 @@ struct Inner {
     by_owner: HashMap<String, Vec<Uuid>>,
     idempotency: HashMap<(String, String), Uuid>,
     outbox: Vec<StoredEvent>,
+    /// Per ticket, attachments in upload order.
+    attachments: HashMap<Uuid, Vec<AttachmentMeta>>,
 }
 
 impl Inner {
@@ -35,17 +38,28 @@ impl Inner {
         request_id: &str,
         at: DateTime<Utc>,
     ) {
+        let payload = event_payload(
+            ticket.id,
+            &ticket.created_by,
+            &ticket.title,
+            ticket.status,
+            request_id,
+        );
+        self.push_raw_event(ticket.id, event_type, payload, at);
+    }
+
+    fn push_raw_event(
+        &mut self,
+        aggregate_id: Uuid,
+        event_type: &str,
+        payload: serde_json::Value,
+        at: DateTime<Utc>,
+    ) {
         self.outbox.push(StoredEvent {
             event_id: Uuid::now_v7(),
-            aggregate_id: ticket.id,
+            aggregate_id,
             event_type: event_type.to_owned(),
-            payload: event_payload(
-                ticket.id,
-                &ticket.created_by,
-                &ticket.title,
-                ticket.status,
-                request_id,
-            ),
+            payload,
             status: "pending".into(),
             created_at: at,
         });
@@ -161,6 +175,52 @@ impl TicketStore for MemoryStore {
         let closed = ticket.clone();
         inner.push_event(&closed, event_types::TICKET_CLOSED, request_id, at);
         Ok(CloseOutcome::Closed(closed))
+    }
+
+    async fn add_attachment(
+        &self,
+        owner: &UserId,
+        attachment: &NewAttachment,
+        request_id: &str,
+    ) -> Result<AttachmentAdded, StoreError> {
+        let mut inner = self.lock();
+        match inner.tickets.get(&attachment.ticket_id) {
+            None => return Ok(AttachmentAdded::NotFound),
+            Some(t) if t.created_by != owner.as_str() => return Ok(AttachmentAdded::Forbidden),
+            Some(_) => {}
+        }
+        let at = now();
+        let meta = AttachmentMeta {
+            id: attachment.id,
+            ticket_id: attachment.ticket_id,
+            object_key: attachment.object_key.clone(),
+            filename: attachment.filename.as_str().to_owned(),
+            content_type: attachment.content_type.as_str().to_owned(),
+            size_bytes: attachment.size_bytes,
+            created_by: owner.as_str().to_owned(),
+            created_at: at,
+        };
+        inner.push_raw_event(
+            attachment.ticket_id,
+            event_types::TICKET_ATTACHMENT_ADDED,
+            attachment_payload(owner, attachment, request_id),
+            at,
+        );
+        inner
+            .attachments
+            .entry(attachment.ticket_id)
+            .or_default()
+            .push(meta.clone());
+        Ok(AttachmentAdded::Added(meta))
+    }
+
+    async fn attachments(&self, ticket_id: Uuid) -> Result<Vec<AttachmentMeta>, StoreError> {
+        Ok(self
+            .lock()
+            .attachments
+            .get(&ticket_id)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn events_for(&self, ticket_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use contracts::{Ticket, TicketStatus};
 use uuid::Uuid;
 
-use crate::domain::{IdempotencyKey, NewTicket, UserId};
+use crate::domain::{AttachmentFilename, ContentType, IdempotencyKey, NewTicket, UserId};
 
 pub use memory::MemoryStore;
 pub use postgres::{MIGRATOR, PostgresStore};
@@ -53,6 +53,38 @@ pub struct StoredEvent {
     pub created_at: DateTime<Utc>,
 }
 
+/// Attachment metadata as stored; the download URL is made per response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentMeta {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub object_key: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: u64,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An attachment whose bytes are already in the object store.
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub object_key: String,
+    pub filename: AttachmentFilename,
+    pub content_type: ContentType,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachmentAdded {
+    /// Metadata and one `ticket.attachment_added` event were written.
+    Added(AttachmentMeta),
+    Forbidden,
+    NotFound,
+}
+
 /// Page of a user's tickets, newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ListQuery {
@@ -85,6 +117,18 @@ pub trait TicketStore: Send + Sync + 'static {
         request_id: &str,
     ) -> Result<CloseOutcome, StoreError>;
 
+    /// Stores attachment metadata and its `ticket.attachment_added` event atomically, if `owner`
+    /// owns the ticket.
+    async fn add_attachment(
+        &self,
+        owner: &UserId,
+        attachment: &NewAttachment,
+        request_id: &str,
+    ) -> Result<AttachmentAdded, StoreError>;
+
+    /// A ticket's attachments, oldest first.
+    async fn attachments(&self, ticket_id: Uuid) -> Result<Vec<AttachmentMeta>, StoreError>;
+
     /// Outbox events of one ticket, oldest first.
     async fn events_for(&self, ticket_id: Uuid) -> Result<Vec<StoredEvent>, StoreError>;
 
@@ -107,4 +151,22 @@ fn event_payload(
         "status": status,
         "request_id": request_id,
     })
+}
+
+/// The outbox payload of `ticket.attachment_added` (see `contracts::AttachmentEventPayload`).
+fn attachment_payload(
+    owner: &UserId,
+    attachment: &NewAttachment,
+    request_id: &str,
+) -> serde_json::Value {
+    serde_json::to_value(contracts::AttachmentEventPayload {
+        ticket_id: attachment.ticket_id,
+        created_by: owner.as_str().to_owned(),
+        attachment_id: attachment.id,
+        filename: attachment.filename.as_str().to_owned(),
+        content_type: attachment.content_type.as_str().to_owned(),
+        size_bytes: attachment.size_bytes,
+        request_id: request_id.to_owned(),
+    })
+    .unwrap_or_default()
 }

@@ -12,7 +12,8 @@ use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
 use super::{
-    CloseOutcome, Created, ListQuery, StoreError, StoredEvent, TicketStore, event_payload,
+    AttachmentAdded, AttachmentMeta, CloseOutcome, Created, ListQuery, NewAttachment, StoreError,
+    StoredEvent, TicketStore, attachment_payload, event_payload,
 };
 use crate::domain::{IdempotencyKey, NewTicket, UserId};
 
@@ -78,6 +79,61 @@ const LIST_BY_STATUS: &str = concat!(
     ticket_columns!(),
     " FROM tickets WHERE created_by = $1 AND status = $4 ORDER BY created_at DESC LIMIT $2 OFFSET $3"
 );
+
+macro_rules! attachment_columns {
+    () => {
+        "id, ticket_id, object_key, filename, content_type, size_bytes, created_by, created_at"
+    };
+}
+/// Metadata and `ticket.attachment_added` in one statement, only for the ticket's owner.
+const ADD_ATTACHMENT: &str = concat!(
+    "WITH a AS (
+        INSERT INTO attachments (id, ticket_id, object_key, filename, content_type, size_bytes, created_by)
+        SELECT $1, t.id, $3, $4, $5, $6, t.created_by FROM tickets t WHERE t.id = $2 AND t.created_by = $7
+        RETURNING ",
+    attachment_columns!(),
+    "
+    ), e AS (
+        INSERT INTO outbox_events (event_id, aggregate_id, event_type, payload, headers)
+        SELECT $8, a.ticket_id, $9, $10, $11 FROM a
+    )
+    SELECT ",
+    attachment_columns!(),
+    " FROM a"
+);
+const LIST_ATTACHMENTS: &str = concat!(
+    "SELECT ",
+    attachment_columns!(),
+    " FROM attachments WHERE ticket_id = $1 ORDER BY created_at, id"
+);
+
+#[derive(sqlx::FromRow)]
+struct AttachmentRow {
+    id: Uuid,
+    ticket_id: Uuid,
+    object_key: String,
+    filename: String,
+    content_type: String,
+    size_bytes: i64,
+    created_by: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<AttachmentRow> for AttachmentMeta {
+    fn from(row: AttachmentRow) -> Self {
+        Self {
+            id: row.id,
+            ticket_id: row.ticket_id,
+            object_key: row.object_key,
+            filename: row.filename,
+            content_type: row.content_type,
+            // The column has CHECK (size_bytes >= 0).
+            size_bytes: u64::try_from(row.size_bytes).unwrap_or_default(),
+            created_by: row.created_by,
+            created_at: row.created_at,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -267,6 +323,47 @@ impl TicketStore for PostgresStore {
             Some(t) if t.created_by != owner.as_str() => CloseOutcome::Forbidden,
             Some(t) => CloseOutcome::AlreadyClosed(t),
         })
+    }
+
+    async fn add_attachment(
+        &self,
+        owner: &UserId,
+        attachment: &NewAttachment,
+        request_id: &str,
+    ) -> Result<AttachmentAdded, StoreError> {
+        let size = i64::try_from(attachment.size_bytes)
+            .map_err(|_| StoreError::Other(anyhow::anyhow!("attachment size overflows bigint")))?;
+        let row: Option<AttachmentRow> = sqlx::query_as(ADD_ATTACHMENT)
+            .bind(attachment.id)
+            .bind(attachment.ticket_id)
+            .bind(&attachment.object_key)
+            .bind(attachment.filename.as_str())
+            .bind(attachment.content_type.as_str())
+            .bind(size)
+            .bind(owner.as_str())
+            .bind(Uuid::now_v7())
+            .bind(event_types::TICKET_ATTACHMENT_ADDED)
+            .bind(attachment_payload(owner, attachment, request_id))
+            .bind(serde_json::json!({ "request_id": request_id }))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error("add attachment"))?;
+        if let Some(row) = row {
+            return Ok(AttachmentAdded::Added(row.into()));
+        }
+        Ok(match self.fetch_ticket(attachment.ticket_id).await? {
+            None => AttachmentAdded::NotFound,
+            Some(_) => AttachmentAdded::Forbidden,
+        })
+    }
+
+    async fn attachments(&self, ticket_id: Uuid) -> Result<Vec<AttachmentMeta>, StoreError> {
+        let rows: Vec<AttachmentRow> = sqlx::query_as(LIST_ATTACHMENTS)
+            .bind(ticket_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("list attachments"))?;
+        Ok(rows.into_iter().map(AttachmentMeta::from).collect())
     }
 
     async fn events_for(&self, ticket_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {

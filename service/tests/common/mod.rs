@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Client, Method, Response};
 use serde_json::Value;
+use service::config::S3Config;
 use service::{App, AppState, Config};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,30 @@ pub fn stack() -> Option<(String, String)> {
         }
         _ => {
             eprintln!("skipped: the local stack is not running (make test starts it)");
+            None
+        }
+    }
+}
+
+/// The local stack's Garage (S3_* from `infra/local/stack env`), or `None` (skip) like [`stack`].
+pub fn s3_stack() -> Option<S3Config> {
+    let var = |name: &str| std::env::var(name).ok();
+    match (var("S3_ENDPOINT"), var("S3_BUCKET")) {
+        (Some(endpoint), Some(bucket)) => Some(S3Config {
+            s3_bucket: Some(bucket),
+            s3_endpoint: Some(endpoint),
+            s3_public_endpoint: None,
+            s3_region: var("S3_REGION").unwrap_or_else(|| "garage".into()),
+            s3_access_key_id: var("S3_ACCESS_KEY_ID"),
+            s3_secret_access_key: var("S3_SECRET_ACCESS_KEY"),
+            s3_force_path_style: true,
+            s3_timeout: Duration::from_secs(10),
+        }),
+        _ if std::env::var("SERVICEDESK_REQUIRE_STACK").is_ok_and(|v| v == "1") => {
+            panic!("S3_ENDPOINT and S3_BUCKET must be set: run `eval \"$(infra/local/stack env)\"`")
+        }
+        _ => {
+            eprintln!("skipped: the local stack's object store is not configured");
             None
         }
     }

@@ -1,0 +1,271 @@
+//! `/v1/tickets/{id}/attachments` (API-13): upload one file to the object store, list a ticket's
+//! attachments with presigned download URLs.
+//!
+//! An upload is checked (owner, content type) before a byte is read, streamed to S3 with the
+//! size counted on the way, and only then recorded: metadata and the `ticket.attachment_added`
+//! event in one transaction. Whatever fails after the bytes are stored deletes them again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::multipart::{Field, MultipartError};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{SubsecRound, Utc};
+use contracts::Attachment;
+use uuid::Uuid;
+
+use super::Route;
+use super::tickets::owned_by;
+use crate::app::AppState;
+use crate::domain::{AttachmentFilename, ContentType, UserId};
+use crate::error::AppError;
+use crate::extract::{RequestId, TicketId, Upload, User};
+use crate::objects::{ObjectError, ObjectStore, UploadError};
+use crate::store::{AttachmentAdded, AttachmentMeta, NewAttachment};
+
+/// The multipart field that carries the file.
+pub const FILE_FIELD: &str = "file";
+/// Parts read past an oversized file to let the client finish sending (bounded by the body limit).
+const DRAIN_PARTS: usize = 8;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route {
+            method: Method::POST,
+            path: "/v1/tickets/{id}/attachments",
+            handler: post(upload_attachment),
+            business: true,
+            upload: true,
+        },
+        Route {
+            method: Method::GET,
+            path: "/v1/tickets/{id}/attachments",
+            handler: get(list_attachments),
+            business: true,
+            upload: false,
+        },
+    ]
+}
+
+/// Object keys carry no part of the file name: `attachments/<ticket uuid>/<attachment uuid>`.
+pub fn object_key(ticket_id: Uuid, attachment_id: Uuid) -> String {
+    format!("attachments/{ticket_id}/{attachment_id}")
+}
+
+async fn upload_attachment(
+    State(state): State<AppState>,
+    User(user): User,
+    RequestId(request_id): RequestId,
+    TicketId(ticket_id): TicketId,
+    Upload(mut multipart): Upload,
+) -> Result<Response, AppError> {
+    let objects = state.objects.clone().ok_or(AppError::AttachmentsDisabled)?;
+    check_owner(&state, ticket_id, &user).await?;
+    let count = |outcome: &str| {
+        state
+            .metrics
+            .attachment_uploads
+            .with_label_values(&[outcome])
+            .inc();
+    };
+
+    let field = file_field(&mut multipart)
+        .await
+        .inspect_err(|_| count("bad_request"))?;
+    let filename = AttachmentFilename::sanitize(field.file_name());
+    // The raw header: multer drops a Content-Type it cannot parse, which would hide the mistake.
+    let raw_type = field
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let content_type = ContentType::parse(raw_type).inspect_err(|_| count("bad_request"))?;
+    let id = Uuid::now_v7();
+    let key = object_key(ticket_id, id);
+    let limit = state.attachments.attachment_max_bytes;
+    let upload = objects
+        .upload(
+            &key,
+            content_type.as_str(),
+            &filename.content_disposition(),
+            field,
+            limit,
+        )
+        .await;
+    let stored = match upload {
+        Ok(stored) => stored,
+        Err(err) => {
+            let (outcome, err) = upload_error(err, limit);
+            count(outcome);
+            if outcome == "too_large" {
+                drain(&mut multipart).await;
+            }
+            return Err(err);
+        }
+    };
+    match multipart.next_field().await {
+        Ok(None) => {}
+        Ok(Some(extra)) => {
+            let name = extra.name().unwrap_or_default().to_owned();
+            stored.discard().await;
+            count("bad_request");
+            return Err(AppError::bad_request(
+                "unexpected_field",
+                format!("only one field, {FILE_FIELD:?}, is accepted; got another: {name:?}"),
+            ));
+        }
+        Err(err) => {
+            stored.discard().await;
+            count("bad_request");
+            return Err(multipart_error(&err));
+        }
+    }
+
+    let new = NewAttachment {
+        id,
+        ticket_id,
+        object_key: key,
+        filename,
+        content_type,
+        size_bytes: stored.size(),
+    };
+    let meta = match state.store.add_attachment(&user, &new, &request_id).await {
+        Ok(AttachmentAdded::Added(meta)) => meta,
+        Ok(refused) => {
+            stored.discard().await;
+            count("bad_request");
+            return Err(match refused {
+                AttachmentAdded::Forbidden => AppError::Forbidden,
+                _ => AppError::NotFound("ticket"),
+            });
+        }
+        Err(err) => {
+            stored.discard().await;
+            count("db_error");
+            return Err(err.into());
+        }
+    };
+    stored.keep();
+    count("stored");
+
+    let location = format!("/v1/tickets/{ticket_id}/attachments");
+    let body = view(&objects, state.attachments.attachment_url_ttl, meta).await?;
+    let mut res = (StatusCode::CREATED, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+async fn list_attachments(
+    State(state): State<AppState>,
+    User(user): User,
+    TicketId(ticket_id): TicketId,
+) -> Result<axum::Json<Vec<Attachment>>, AppError> {
+    let objects = state.objects.clone().ok_or(AppError::AttachmentsDisabled)?;
+    check_owner(&state, ticket_id, &user).await?;
+    let ttl = state.attachments.attachment_url_ttl;
+    let metas = state.store.attachments(ticket_id).await?;
+    let views = futures::future::try_join_all(metas.into_iter().map(|m| view(&objects, ttl, m)));
+    Ok(axum::Json(views.await?))
+}
+
+async fn check_owner(state: &AppState, ticket_id: Uuid, user: &UserId) -> Result<(), AppError> {
+    let ticket = state
+        .store
+        .get(ticket_id)
+        .await?
+        .ok_or(AppError::NotFound("ticket"))?;
+    owned_by(&ticket, user)
+}
+
+/// The first part must be the file: a form without it is named as such.
+async fn file_field<'a>(
+    multipart: &'a mut axum::extract::Multipart,
+) -> Result<Field<'a>, AppError> {
+    match multipart.next_field().await {
+        Ok(Some(field)) if field.name() == Some(FILE_FIELD) => Ok(field),
+        Ok(Some(field)) => Err(AppError::bad_request(
+            "missing_file",
+            format!(
+                "the multipart body must hold one field named {FILE_FIELD:?}; its first field is {:?}",
+                field.name().unwrap_or_default()
+            ),
+        )),
+        Ok(None) => Err(AppError::bad_request(
+            "missing_file",
+            format!("the multipart body has no field named {FILE_FIELD:?}"),
+        )),
+        Err(err) => Err(multipart_error(&err)),
+    }
+}
+
+fn multipart_error(err: &MultipartError) -> AppError {
+    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge("request body is larger than the upload limit".into())
+    } else {
+        AppError::bad_request("invalid_multipart", err.body_text())
+    }
+}
+
+fn upload_error(err: UploadError<MultipartError>, limit: u64) -> (&'static str, AppError) {
+    match err {
+        UploadError::TooLarge { .. } => (
+            "too_large",
+            AppError::PayloadTooLarge(format!(
+                "file is larger than the limit of {limit} bytes (ATTACHMENT_MAX_BYTES)"
+            )),
+        ),
+        UploadError::Empty => (
+            "empty",
+            AppError::bad_request("empty_file", "the file is empty; nothing was stored"),
+        ),
+        UploadError::Body(err) => {
+            let err = multipart_error(&err);
+            let outcome = if matches!(err, AppError::PayloadTooLarge(_)) {
+                "too_large"
+            } else {
+                "bad_request"
+            };
+            (outcome, err)
+        }
+        UploadError::Store(err @ ObjectError::Unavailable(_)) => ("store_unavailable", err.into()),
+        UploadError::Store(err) => ("store_error", err.into()),
+    }
+}
+
+/// Reads what the client still sends after an oversized file, so that it sees the 413 instead of
+/// a reset connection; the route's body limit bounds how much that can be.
+async fn drain(multipart: &mut axum::extract::Multipart) {
+    for _ in 0..DRAIN_PARTS {
+        match multipart.next_field().await {
+            Ok(Some(mut field)) => while let Ok(Some(_)) = field.chunk().await {},
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+async fn view(
+    objects: &Arc<ObjectStore>,
+    ttl: Duration,
+    meta: AttachmentMeta,
+) -> Result<Attachment, AppError> {
+    // Taken before signing (whole seconds, like X-Amz-Date), so the stated expiry is never later
+    // than the URL's own.
+    let expires_at = Utc::now().trunc_subsecs(0)
+        + chrono::Duration::from_std(ttl).map_err(|e| AppError::Internal(e.into()))?;
+    let download_url = objects.presign_get(&meta.object_key, ttl).await?;
+    Ok(Attachment {
+        id: meta.id,
+        ticket_id: meta.ticket_id,
+        filename: meta.filename,
+        content_type: meta.content_type,
+        size_bytes: meta.size_bytes,
+        created_by: meta.created_by,
+        created_at: meta.created_at,
+        download_url,
+        download_url_expires_at: expires_at,
+    })
+}

@@ -1,0 +1,531 @@
+//! Attachments (API-13) against the real object store of the local stack (Garage) and, where
+//! metadata matters, the real Postgres. Each test works under its own ticket, so the bucket's
+//! `attachments/<ticket>/` prefix is the test's own.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{
+    Proxy, TestApp, assert_error, eventually, new_user, postgres_config, s3_stack, stack,
+    test_config,
+};
+use reqwest::Method;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+use service::Config;
+use service::config::S3Config;
+use sqlx::PgPool;
+
+const MIB: usize = 1024 * 1024;
+
+/// Deterministic bytes that differ at every offset (so a shifted or truncated copy shows).
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+fn file(data: Vec<u8>, name: &str, content_type: &str) -> Form {
+    Form::new().part(
+        "file",
+        Part::bytes(data)
+            .file_name(name.to_owned())
+            .mime_str(content_type)
+            .unwrap(),
+    )
+}
+
+/// A multipart body with no Content-Length: the server can only count while streaming.
+fn streamed_file(data: Vec<u8>, name: &str) -> Form {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(256 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    Form::new().part("file", Part::stream(body).file_name(name.to_owned()))
+}
+
+async fn with_s3(mut config: Config) -> Option<TestApp> {
+    let s3 = s3_stack()?;
+    config.s3 = s3;
+    Some(TestApp::start(config).await)
+}
+
+async fn postgres_app() -> Option<(TestApp, PgPool)> {
+    let (db, redis) = stack()?;
+    let app = with_s3(postgres_config(&db, &redis)).await?;
+    Some((app, PgPool::connect(&db).await.unwrap()))
+}
+
+async fn upload(app: &TestApp, ticket: &str, form: Form) -> reqwest::Response {
+    app.req(Method::POST, &format!("/v1/tickets/{ticket}/attachments"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn list(app: &TestApp, ticket: &str) -> Vec<Value> {
+    let res = app
+        .req(Method::GET, &format!("/v1/tickets/{ticket}/attachments"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// Objects and unfinished multipart uploads under the ticket's prefix, straight from S3.
+async fn leftovers(app: &TestApp, ticket: &str) -> (usize, usize) {
+    let objects = app.state.objects.as_ref().unwrap();
+    let prefix = format!("attachments/{ticket}/");
+    let listed = objects
+        .client()
+        .list_objects_v2()
+        .bucket(objects.bucket())
+        .prefix(&prefix)
+        .send()
+        .await
+        .unwrap();
+    let uploads = objects
+        .client()
+        .list_multipart_uploads()
+        .bucket(objects.bucket())
+        .prefix(&prefix)
+        .send()
+        .await
+        .unwrap();
+    (listed.contents().len(), uploads.uploads().len())
+}
+
+async fn attachment_rows(pool: &PgPool, ticket: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM attachments WHERE ticket_id = $1::uuid")
+        .bind(ticket)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn download(url: &str) -> reqwest::Response {
+    // A plain client: the signature in the URL is the only credential.
+    reqwest::get(url).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_list_and_download_byte_for_byte() {
+    let Some((app, pool)) = postgres_app().await else {
+        return;
+    };
+    let ticket = app.create("attach me").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let small = bytes(1000, 1);
+    // Larger than one 5 MiB part: goes up as a multipart upload.
+    let large = bytes(6 * MIB + 123, 2);
+
+    let res = upload(
+        &app,
+        &ticket,
+        file(small.clone(), "../../etc/ot\tчёт.txt", "text/plain"),
+    )
+    .await;
+    assert_eq!(res.status(), 201, "{:?}", res.text().await);
+    assert_eq!(
+        res.headers()["location"],
+        format!("/v1/tickets/{ticket}/attachments").as_str()
+    );
+    let first: Value = res.json().await.unwrap();
+    assert_eq!(
+        first["filename"], "otчёт.txt",
+        "path and control chars gone"
+    );
+    assert_eq!(first["content_type"], "text/plain");
+    assert_eq!(first["size_bytes"], 1000);
+    assert_eq!(first["ticket_id"], ticket.as_str());
+    assert_eq!(first["created_by"], app.user.as_str());
+
+    let res = upload(&app, &ticket, streamed_file(large.clone(), "scan.bin")).await;
+    assert_eq!(res.status(), 201);
+    let second: Value = res.json().await.unwrap();
+    assert_eq!(second["size_bytes"], large.len());
+    assert_eq!(second["content_type"], "application/octet-stream");
+
+    let listed = list(&app, &ticket).await;
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["id"], first["id"]);
+    assert_eq!(listed[1]["id"], second["id"]);
+    for (meta, expected) in [(&listed[0], &small), (&listed[1], &large)] {
+        let url = meta["download_url"].as_str().unwrap();
+        assert!(
+            url.contains("X-Amz-Expires=900"),
+            "15 min by default: {url}"
+        );
+        assert!(
+            !url.contains("scan.bin") && !url.contains(".txt"),
+            "object key does not carry the name: {url}"
+        );
+        let expires: chrono::DateTime<chrono::Utc> = meta["download_url_expires_at"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let left = expires - chrono::Utc::now();
+        assert!(
+            left > chrono::Duration::minutes(14) && left <= chrono::Duration::minutes(15),
+            "{left}"
+        );
+        let res = download(url).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["content-type"],
+            meta["content_type"].as_str().unwrap()
+        );
+        let disposition = res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(disposition.starts_with("attachment;"), "{disposition}");
+        let body = res.bytes().await.unwrap();
+        assert_eq!(body.len(), expected.len());
+        assert!(body.as_ref() == expected.as_slice(), "bytes differ");
+    }
+    let disposition = download(listed[0]["download_url"].as_str().unwrap())
+        .await
+        .headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        disposition.contains("filename*=UTF-8''ot%D1%87%D1%91%D1%82.txt"),
+        "{disposition}"
+    );
+
+    // One event per attachment, in the transaction of its metadata row.
+    let events = app.events(&ticket).await;
+    let added: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "ticket.attachment_added")
+        .collect();
+    assert_eq!(added.len(), 2);
+    assert_eq!(added[0].payload["attachment_id"], first["id"]);
+    assert_eq!(added[0].payload["created_by"], app.user.as_str());
+    assert_eq!(added[1].payload["size_bytes"], large.len());
+    assert_eq!(attachment_rows(&pool, &ticket).await, 2);
+    assert_eq!(leftovers(&app, &ticket).await, (2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_upload_is_413_and_leaves_nothing_behind() {
+    let Some((db, redis)) = stack() else { return };
+    let mut config = postgres_config(&db, &redis);
+    config.attachments.attachment_max_bytes = 6 * MIB as u64;
+    let Some(app) = with_s3(config).await else {
+        return;
+    };
+    let pool = PgPool::connect(&db).await.unwrap();
+    let ticket = app.create("too big").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Streamed without Content-Length: one 5 MiB part is already in S3 when the limit trips.
+    let res = upload(
+        &app,
+        &ticket,
+        streamed_file(bytes(6 * MIB + 1, 3), "big.bin"),
+    )
+    .await;
+    let body = assert_error(res, 413, "payload_too_large").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("6291456"),
+        "{body}"
+    );
+    assert_eq!(
+        leftovers(&app, &ticket).await,
+        (0, 0),
+        "no object, no parts"
+    );
+    assert_eq!(attachment_rows(&pool, &ticket).await, 0);
+    assert!(list(&app, &ticket).await.is_empty());
+    let events = app.events(&ticket).await;
+    assert_eq!(events.len(), 1, "only ticket.created: {events:?}");
+
+    // Exactly the limit is fine.
+    let res = upload(&app, &ticket, streamed_file(bytes(6 * MIB, 3), "big.bin")).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(leftovers(&app, &ticket).await, (1, 0));
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("attachment_uploads_total{outcome=\"too_large\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("object_cleanups_total{action=\"abort\",outcome=\"ok\"} 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_get_the_envelope_and_store_nothing() {
+    // Memory mode keeps the metadata; the bytes still go to the real Garage.
+    let Some(app) = with_s3(test_config()).await else {
+        return;
+    };
+    let ticket = app.create("bad input").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/tickets/{ticket}/attachments");
+
+    let res = app
+        .req(Method::POST, &path)
+        .json(&serde_json::json!({"file": "x"}))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(res, 415, "unsupported_media_type").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("multipart/form-data")
+    );
+
+    let res = app
+        .req(Method::POST, &path)
+        .header("content-type", "multipart/form-data")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 400, "invalid_multipart").await;
+
+    let form = Form::new().text("comment", "no file here");
+    assert_error(upload(&app, &ticket, form).await, 400, "missing_file").await;
+    // A form with no parts at all is not valid multipart.
+    assert_error(
+        upload(&app, &ticket, Form::new()).await,
+        400,
+        "invalid_multipart",
+    )
+    .await;
+    let empty = file(Vec::new(), "empty.txt", "text/plain");
+    assert_error(upload(&app, &ticket, empty).await, 400, "empty_file").await;
+    let two = file(bytes(10, 4), "a.txt", "text/plain").text("another", "field");
+    assert_error(upload(&app, &ticket, two).await, 400, "unexpected_field").await;
+    let res = app
+        .req(Method::POST, &path)
+        .header("content-type", "text/plain")
+        .body("just text")
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 415, "unsupported_media_type").await;
+    // Hand-written, since reqwest refuses to send a malformed part Content-Type.
+    let raw = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\
+               Content-Type: nonsense\r\n\r\nhello\r\n--XyZ--\r\n";
+    let res = app
+        .req(Method::POST, &path)
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 400, "invalid_content_type").await;
+
+    // Someone else's ticket, an unknown ticket, a malformed id.
+    let res = app
+        .client
+        .post(app.url(&path))
+        .header("x-user-id", new_user())
+        .multipart(file(bytes(10, 5), "a.txt", "text/plain"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 403, "forbidden").await;
+    let res = app
+        .client
+        .get(app.url(&path))
+        .header("x-user-id", new_user())
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 403, "forbidden").await;
+    let unknown = uuid::Uuid::now_v7();
+    let res = upload(
+        &app,
+        &unknown.to_string(),
+        file(bytes(10, 6), "a", "text/plain"),
+    )
+    .await;
+    assert_error(res, 404, "not_found").await;
+    let res = upload(&app, "not-a-uuid", file(bytes(10, 6), "a", "text/plain")).await;
+    assert_error(res, 400, "invalid_id").await;
+
+    assert!(list(&app, &ticket).await.is_empty());
+    assert_eq!(leftovers(&app, &ticket).await, (0, 0));
+    assert_eq!(app.events(&ticket).await.len(), 1, "only ticket.created");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_metadata_write_deletes_the_stored_object() {
+    let Some((app, pool)) = postgres_app().await else {
+        return;
+    };
+    let ticket = app.create("db fails").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let marker = format!("boom-{}.txt", uuid::Uuid::new_v4().simple());
+    let trigger = format!("t_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.payload->>'filename' = '{marker}' THEN RAISE EXCEPTION 'outbox rejected'; END IF;
+         RETURN NEW; END $$;
+         CREATE TRIGGER {trigger} BEFORE INSERT ON outbox_events FOR EACH ROW EXECUTE FUNCTION {trigger}();"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let res = upload(&app, &ticket, file(bytes(2000, 7), &marker, "text/plain")).await;
+    sqlx::raw_sql(&format!(
+        "DROP TRIGGER {trigger} ON outbox_events; DROP FUNCTION {trigger}();"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let body = assert_error(res, 500, "internal").await;
+    assert_eq!(body["error"]["message"], "internal error");
+    // Deleted before the answer, not eventually.
+    assert_eq!(leftovers(&app, &ticket).await, (0, 0));
+    assert_eq!(
+        attachment_rows(&pool, &ticket).await,
+        0,
+        "rolled back with the event"
+    );
+    assert!(list(&app, &ticket).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_store_outage_is_503_and_the_api_recovers() {
+    let Some((db, redis)) = stack() else { return };
+    let Some(s3) = s3_stack() else { return };
+    let garage = s3.s3_endpoint.clone().unwrap();
+    let target = garage.trim_start_matches("http://").to_owned();
+    let proxy = Proxy::start(&target).await;
+    let mut config = postgres_config(&db, &redis);
+    config.s3 = S3Config {
+        s3_endpoint: Some(proxy.rewrite(&garage)),
+        ..s3
+    };
+    let app = TestApp::start(config).await;
+    let ticket = app.create("outage").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = upload(
+        &app,
+        &ticket,
+        file(bytes(100, 8), "before.txt", "text/plain"),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+
+    proxy.stop();
+    let res = upload(
+        &app,
+        &ticket,
+        file(bytes(100, 8), "during.txt", "text/plain"),
+    )
+    .await;
+    let body = assert_error(res, 503, "unavailable").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("object store unavailable"),
+        "{body}"
+    );
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let body = assert_error(res, 503, "not_ready").await;
+    assert!(
+        body["details"]["checks"]["s3"]
+            .as_str()
+            .unwrap()
+            .starts_with("error")
+    );
+    assert_eq!(body["details"]["checks"]["postgres"], "ok");
+    // Everything that does not need the bytes keeps working.
+    let res = app
+        .req(Method::GET, &format!("/v1/tickets/{ticket}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(list(&app, &ticket).await.len(), 1, "presigning is offline");
+
+    let _back = Proxy::start_on(proxy.addr, &target).await;
+    let ready = eventually(10, || async {
+        let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+        res.status() == 200
+    })
+    .await;
+    assert!(ready, "readyz recovers once S3 is back");
+    let res = upload(
+        &app,
+        &ticket,
+        file(bytes(100, 9), "after.txt", "text/plain"),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let names: Vec<_> = list(&app, &ticket)
+        .await
+        .iter()
+        .map(|a| a["filename"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["before.txt", "after.txt"],
+        "nothing from the outage"
+    );
+    assert_eq!(leftovers(&app, &ticket).await, (2, 0));
+}
+
+#[tokio::test]
+async fn without_an_object_store_attachments_answer_503_disabled() {
+    let app = TestApp::start(test_config()).await;
+    let ticket = app.create("no s3").await["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/tickets/{ticket}/attachments");
+    let res = app
+        .req(Method::POST, &path)
+        .multipart(file(bytes(10, 1), "a.txt", "text/plain"))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(res, 503, "attachments_disabled").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("S3_BUCKET")
+    );
+    let res = app.req(Method::GET, &path).send().await.unwrap();
+    assert_error(res, 503, "attachments_disabled").await;
+    // Readiness does not depend on a store that is not configured.
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.json::<Value>().await.unwrap()["checks"]
+            .get("s3")
+            .is_none()
+    );
+}
