@@ -529,3 +529,61 @@ async fn without_an_object_store_attachments_answer_503_disabled() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_off_by_the_timeout_leaves_nothing_behind() {
+    let Some((db, redis)) = stack() else { return };
+    let mut config = postgres_config(&db, &redis);
+    config.attachments.attachment_upload_timeout = std::time::Duration::from_secs(2);
+    let Some(app) = with_s3(config).await else {
+        return;
+    };
+    let ticket = app.create("stalls").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // 6 MiB at once (one 5 MiB part goes up), then the client stalls past the timeout.
+    let first = bytes(6 * MIB, 10);
+    let body = futures::stream::unfold(0u8, move |step| {
+        let first = first.clone();
+        async move {
+            match step {
+                0 => Some((Ok::<_, std::io::Error>(first), 1)),
+                1 => {
+                    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+                    Some((Ok(vec![0u8; 10]), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    let form = Form::new().part(
+        "file",
+        Part::stream(reqwest::Body::wrap_stream(body)).file_name("slow.bin"),
+    );
+    let res = app
+        .req(Method::POST, &format!("/v1/tickets/{ticket}/attachments"))
+        .multipart(form)
+        .send()
+        .await;
+    if let Ok(res) = res {
+        assert_error(res, 504, "timeout").await;
+    }
+    // The handler was dropped mid-upload; its multipart upload is aborted in the background.
+    let aborted = eventually(10, || async {
+        let metrics = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics.contains("object_cleanups_total{action=\"abort\",outcome=\"ok\"} 1")
+    })
+    .await;
+    assert!(aborted, "the started multipart upload was aborted");
+    assert_eq!(leftovers(&app, &ticket).await, (0, 0));
+    assert!(list(&app, &ticket).await.is_empty());
+}
