@@ -1,0 +1,332 @@
+//! Attachment upload throughput on the local stack (issue #5): files of `--size` bytes uploaded
+//! through the API (`POST /v1/tickets/{id}/attachments`, multipart, streamed to Garage, metadata
+//! and outbox event in Postgres) against direct `PutObject`s of the same bytes with the same SDK
+//! client to the same bucket. Rounds alternate API and direct in one run, so the ratio compares
+//! like with like on a noisy machine.
+//!
+//! `eval "$(infra/local/stack env)" && cargo run --release -p benches --bin attachments -- --out reports/<dir>`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use clap::Parser;
+use futures::StreamExt;
+use serde_json::json;
+use service::config::S3Config;
+use service::{App, Config};
+use sqlx::PgPool;
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[derive(Parser)]
+struct Args {
+    /// Files per round and mode.
+    #[arg(long, default_value_t = 200)]
+    files: usize,
+    /// Bytes per file.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    size: usize,
+    /// Uploads in flight at once (both modes).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Rounds; each runs the API mode, then the direct mode.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Directory for report.json and results.md.
+    #[arg(long)]
+    out: std::path::PathBuf,
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: eval \"$(infra/local/stack env)\""))
+}
+
+struct Round {
+    seconds: f64,
+    latencies_ms: Vec<f64>,
+}
+
+impl Round {
+    fn mib_per_sec(&self, files: usize, size: usize) -> f64 {
+        (files * size) as f64 / (1024.0 * 1024.0) / self.seconds
+    }
+    fn files_per_sec(&self, files: usize) -> f64 {
+        files as f64 / self.seconds
+    }
+}
+
+fn pct(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i]
+}
+
+/// Runs `op(i)` for i in 0..n with `concurrency` in flight; wall time and each call's latency.
+async fn timed<F, Fut>(n: usize, concurrency: usize, op: F) -> Round
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let started = Instant::now();
+    let latencies_ms: Vec<f64> = futures::stream::iter(0..n)
+        .map(|i| {
+            let call = op(i);
+            async move {
+                let t = Instant::now();
+                call.await;
+                t.elapsed().as_secs_f64() * 1000.0
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    Round {
+        seconds: started.elapsed().as_secs_f64(),
+        latencies_ms,
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let base_url = env("DATABASE_URL");
+    let admin_url = format!("{}/postgres", base_url.rsplit_once('/').unwrap().0);
+    let db_name = format!("bench_attachments_{}", uuid::Uuid::new_v4().simple());
+    let admin = PgPool::connect(&admin_url).await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {db_name}"))
+        .execute(&admin)
+        .await?;
+    let db_url = format!("{}/{db_name}", base_url.rsplit_once('/').unwrap().0);
+
+    let mut config = Config::embedded();
+    config.database_url = Some(db_url);
+    config.redis_url = Some(env("REDIS_URL"));
+    config.migrate = true;
+    config.s3 = S3Config {
+        s3_bucket: Some(env("S3_BUCKET")),
+        s3_endpoint: Some(env("S3_ENDPOINT")),
+        s3_public_endpoint: None,
+        s3_region: env("S3_REGION"),
+        s3_access_key_id: Some(env("S3_ACCESS_KEY_ID")),
+        s3_secret_access_key: Some(env("S3_SECRET_ACCESS_KEY")),
+        s3_force_path_style: true,
+        s3_timeout: Duration::from_secs(30),
+    };
+    config.attachments.attachment_max_concurrent_uploads = args.concurrency.max(16);
+    let app = App::build(config).await?;
+    let addr = app.addr();
+    let objects = app.state().objects.clone().expect("S3 configured");
+    let stop = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+
+    let http = reqwest::Client::new();
+    let user = "bench-attachments";
+    let ticket: serde_json::Value = http
+        .post(format!("http://{addr}/v1/tickets"))
+        .header("x-user-id", user)
+        .json(&json!({"title": "attachment bench", "description": "1 MiB uploads"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ticket_id = ticket["id"].as_str().unwrap().to_owned();
+    let upload_url = format!("http://{addr}/v1/tickets/{ticket_id}/attachments");
+    let payload = bytes::Bytes::from(
+        (0..args.size)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[2])
+            .collect::<Vec<u8>>(),
+    );
+    let direct_prefix = format!("bench/{}/", uuid::Uuid::new_v4().simple());
+
+    let api_round = |n: usize| {
+        let (http, url, payload) = (http.clone(), upload_url.clone(), payload.clone());
+        timed(n, args.concurrency, move |i| {
+            let (http, url, payload) = (http.clone(), url.clone(), payload.clone());
+            async move {
+                let form = reqwest::multipart::Form::new().part(
+                    "file",
+                    reqwest::multipart::Part::stream_with_length(
+                        reqwest::Body::from(payload),
+                        args.size as u64,
+                    )
+                    .file_name(format!("file-{i}.bin")),
+                );
+                let res = http
+                    .post(&url)
+                    .header("x-user-id", user)
+                    .multipart(form)
+                    .send()
+                    .await
+                    .expect("upload request");
+                assert_eq!(res.status(), 201, "{:?}", res.text().await);
+            }
+        })
+    };
+    let direct_round = |n: usize, round: usize| {
+        let (objects, payload, prefix) = (objects.clone(), payload.clone(), direct_prefix.clone());
+        timed(n, args.concurrency, move |i| {
+            let (objects, payload) = (Arc::clone(&objects), payload.clone());
+            let key = format!("{prefix}{round}-{i}");
+            async move {
+                objects
+                    .client()
+                    .put_object()
+                    .bucket(objects.bucket())
+                    .key(key)
+                    .content_type("application/octet-stream")
+                    .body(ByteStream::from(payload))
+                    .send()
+                    .await
+                    .expect("direct put");
+            }
+        })
+    };
+
+    // Warm-up: connections, prepared statements, Garage's first writes.
+    eprintln!("warm-up…");
+    api_round(20).await;
+    direct_round(20, usize::MAX).await;
+    let mut api = Vec::new();
+    let mut direct = Vec::new();
+    for round in 0..args.rounds {
+        eprintln!("round {}: API…", round + 1);
+        let a = api_round(args.files).await;
+        eprintln!(
+            "  API    {:.1} MiB/s ({:.0} files/s)",
+            a.mib_per_sec(args.files, args.size),
+            a.files_per_sec(args.files)
+        );
+        eprintln!("round {}: direct PutObject…", round + 1);
+        let d = direct_round(args.files, round).await;
+        eprintln!(
+            "  direct {:.1} MiB/s ({:.0} files/s)",
+            d.mib_per_sec(args.files, args.size),
+            d.files_per_sec(args.files)
+        );
+        api.push(a);
+        direct.push(d);
+    }
+
+    // Every API upload is there: rows, events and the objects' sizes.
+    let pool = app_pool(&base_url, &db_name).await?;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM attachments")
+        .fetch_one(&pool)
+        .await?;
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox_events WHERE event_type = 'ticket.attachment_added'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let expected = (args.files * args.rounds + 20) as i64;
+    assert_eq!((rows, events), (expected, expected));
+
+    let ratios: Vec<f64> = api
+        .iter()
+        .zip(&direct)
+        .map(|(a, d)| d.seconds / a.seconds)
+        .collect();
+    let mut md = format!(
+        "{files} files of {size} bytes per round and mode, {c} in flight, {r} rounds alternating \
+         API → direct in one run.\n\n\
+         | round | API MiB/s | API files/s | API p50 / p99 ms | direct MiB/s | direct files/s | direct p50 / p99 ms | API / direct |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        files = args.files,
+        size = args.size,
+        c = args.concurrency,
+        r = args.rounds,
+    );
+    for (i, ((a, d), ratio)) in api.iter().zip(&direct).zip(&ratios).enumerate() {
+        md.push_str(&format!(
+            "| {} | {:.1} | {:.0} | {:.1} / {:.1} | {:.1} | {:.0} | {:.1} / {:.1} | {:.2} |\n",
+            i + 1,
+            a.mib_per_sec(args.files, args.size),
+            a.files_per_sec(args.files),
+            pct(&a.latencies_ms, 50.0),
+            pct(&a.latencies_ms, 99.0),
+            d.mib_per_sec(args.files, args.size),
+            d.files_per_sec(args.files),
+            pct(&d.latencies_ms, 50.0),
+            pct(&d.latencies_ms, 99.0),
+            ratio,
+        ));
+    }
+    let median_ratio = pct(&ratios, 50.0);
+    md.push_str(&format!(
+        "\nMedian API / direct throughput ratio: **{median_ratio:.2}**. Checked after the run: \
+         {rows} attachment rows and {events} `ticket.attachment_added` events for {expected} API \
+         uploads (20 of them warm-up).\n"
+    ));
+    let report = json!({
+        "files_per_round": args.files,
+        "size_bytes": args.size,
+        "concurrency": args.concurrency,
+        "rounds": api.iter().zip(&direct).zip(&ratios).map(|((a, d), ratio)| json!({
+            "api": {"seconds": a.seconds, "mib_per_sec": a.mib_per_sec(args.files, args.size),
+                    "files_per_sec": a.files_per_sec(args.files),
+                    "p50_ms": pct(&a.latencies_ms, 50.0), "p99_ms": pct(&a.latencies_ms, 99.0)},
+            "direct": {"seconds": d.seconds, "mib_per_sec": d.mib_per_sec(args.files, args.size),
+                       "files_per_sec": d.files_per_sec(args.files),
+                       "p50_ms": pct(&d.latencies_ms, 50.0), "p99_ms": pct(&d.latencies_ms, 99.0)},
+            "api_over_direct": ratio,
+        })).collect::<Vec<_>>(),
+        "median_api_over_direct": median_ratio,
+        "attachment_rows": rows,
+        "attachment_events": events,
+    });
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    std::fs::write(args.out.join("results.md"), &md)?;
+    println!("{md}");
+
+    // Leave the bucket and the database as they were.
+    eprintln!("cleaning up…");
+    for prefix in [direct_prefix, format!("attachments/{ticket_id}/")] {
+        delete_prefix(objects.client(), objects.bucket(), &prefix).await?;
+    }
+    stop.cancel();
+    server.await??;
+    pool.close().await;
+    sqlx::raw_sql(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
+        .execute(&admin)
+        .await?;
+    Ok(())
+}
+
+async fn app_pool(base_url: &str, db_name: &str) -> anyhow::Result<PgPool> {
+    let url = format!("{}/{db_name}", base_url.rsplit_once('/').unwrap().0);
+    Ok(PgPool::connect(&url).await?)
+}
+
+async fn delete_prefix(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for object in page?.contents() {
+            if let Some(key) = object.key() {
+                client
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
