@@ -256,15 +256,7 @@ async fn an_oversized_upload_is_413_and_leaves_nothing_behind() {
     let res = upload(&app, &ticket, streamed_file(bytes(6 * MIB, 3), "big.bin")).await;
     assert_eq!(res.status(), 201);
     assert_eq!(leftovers(&app, &ticket).await, (1, 0));
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("attachment_uploads_total{outcome=\"too_large\"} 1"),
         "{metrics}"
@@ -571,16 +563,9 @@ async fn an_upload_cut_off_by_the_timeout_leaves_nothing_behind() {
     }
     // The handler was dropped mid-upload; its multipart upload is aborted in the background.
     let aborted = eventually(10, || async {
-        let metrics = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
+        app.metrics()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metrics.contains("object_cleanups_total{action=\"abort\",outcome=\"ok\"} 1")
+            .contains("object_cleanups_total{action=\"abort\",outcome=\"ok\"} 1")
     })
     .await;
     assert!(aborted, "the started multipart upload was aborted");

@@ -24,7 +24,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[derive(Parser)]
 struct Args {
     /// Files per round and mode.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 500)]
     files: usize,
     /// Bytes per file.
     #[arg(long, default_value_t = 1024 * 1024)]
@@ -33,7 +33,7 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Rounds; each runs the API mode, then the direct mode.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 4)]
     rounds: usize,
     /// Directory for report.json and results.md.
     #[arg(long)]
@@ -136,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let ticket_id = ticket["id"].as_str().unwrap().to_owned();
     let upload_url = format!("http://{addr}/v1/tickets/{ticket_id}/attachments");
+    // Each upload sends these bytes with its own first 16 (see `unique`).
     let payload = bytes::Bytes::from(
         (0..args.size)
             .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[2])
@@ -146,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
     let api_round = |n: usize| {
         let (http, url, payload) = (http.clone(), upload_url.clone(), payload.clone());
         timed(n, args.concurrency, move |i| {
-            let (http, url, payload) = (http.clone(), url.clone(), payload.clone());
+            let (http, url, payload) = (http.clone(), url.clone(), unique(&payload));
             async move {
                 let form = reqwest::multipart::Form::new().part(
                     "file",
@@ -170,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
     let direct_round = |n: usize, round: usize| {
         let (objects, payload, prefix) = (objects.clone(), payload.clone(), direct_prefix.clone());
         timed(n, args.concurrency, move |i| {
-            let (objects, payload) = (Arc::clone(&objects), payload.clone());
+            let (objects, payload) = (Arc::clone(&objects), unique(&payload));
             let key = format!("{prefix}{round}-{i}");
             async move {
                 objects
@@ -298,6 +299,14 @@ async fn main() -> anyhow::Result<()> {
         .execute(&admin)
         .await?;
     Ok(())
+}
+
+/// The payload with a fresh UUID in front: Garage stores content-addressed blocks, so identical
+/// files would be deduplicated and never written again.
+fn unique(payload: &bytes::Bytes) -> bytes::Bytes {
+    let mut copy = payload.to_vec();
+    copy[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    copy.into()
 }
 
 async fn app_pool(base_url: &str, db_name: &str) -> anyhow::Result<PgPool> {

@@ -139,6 +139,13 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let res = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap()
+    }
+
     pub async fn stop(self) {
         self.stop.cancel();
         self.server.await.unwrap().unwrap();
