@@ -21,7 +21,7 @@ lint:
 test: stack-up
 	$(STACK) reset-broker
 	$(TEST_ENV) cargo test --workspace
-	infra/local/e2e
+	E2E_NO_BUILD=1 infra/local/e2e
 
 ## e2e: service + relay + notifier on the local stack, one ticket through the whole pipeline
 e2e:
