@@ -92,6 +92,19 @@ impl App {
             pg_pool,
         };
 
+        let shutdown = CancellationToken::new();
+        if let (Some(objects), Some(pool)) = (&state.objects, &state.pg_pool)
+            && !config.attachments.attachment_sweep_interval.is_zero()
+        {
+            crate::sweep::spawn(
+                objects.clone(),
+                pool.clone(),
+                config.attachments.attachment_sweep_interval,
+                config.attachments.attachment_sweep_grace,
+                shutdown.clone(),
+            );
+        }
+
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?;
@@ -108,7 +121,7 @@ impl App {
             listener,
             addr,
             state,
-            shutdown: CancellationToken::new(),
+            shutdown,
             config,
         })
     }

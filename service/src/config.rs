@@ -20,6 +20,9 @@ pub enum Command {
     Serve,
     /// Apply the database migrations to DATABASE_URL and exit.
     Migrate,
+    /// Sweep the S3 bucket once (objects without an attachment row, abandoned multipart uploads
+    /// older than ATTACHMENT_SWEEP_GRACE), print what was removed and exit.
+    SweepAttachments,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -131,6 +134,12 @@ pub struct S3Config {
     #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub s3_secret_access_key: Option<String>,
 
+    /// Key prefix of every attachment object (`<prefix><ticket>/<attachment>`). Give each
+    /// database its own prefix when several share a bucket: the sweeper treats everything under
+    /// it as belonging to this database.
+    #[arg(long, env = "S3_KEY_PREFIX", default_value = "attachments/")]
+    pub s3_key_prefix: String,
+
     /// Path-style addressing (`endpoint/bucket/key`): Garage and MinIO need it, AWS S3 accepts it.
     #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
     pub s3_force_path_style: bool,
@@ -166,6 +175,17 @@ pub struct AttachmentConfig {
     /// Time an upload request may take in all (REQUEST_TIMEOUT covers every other route).
     #[arg(long, env = "ATTACHMENT_UPLOAD_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub attachment_upload_timeout: Duration,
+
+    /// How often to sweep the bucket for objects no attachment row references (left by a crash
+    /// between the upload and the metadata commit) and for abandoned multipart uploads.
+    /// Postgres mode only; `0s` turns it off.
+    #[arg(long, env = "ATTACHMENT_SWEEP_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub attachment_sweep_interval: Duration,
+
+    /// Only objects and multipart uploads older than this are swept, so uploads in flight are
+    /// never touched; must exceed ATTACHMENT_UPLOAD_TIMEOUT.
+    #[arg(long, env = "ATTACHMENT_SWEEP_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub attachment_sweep_grace: Duration,
 }
 
 /// S3's smallest multipart part (except the last).
@@ -274,6 +294,12 @@ impl S3Config {
         if self.s3_access_key_id.is_some() != self.s3_secret_access_key.is_some() {
             return Err("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set together".into());
         }
+        if self.s3_key_prefix.is_empty()
+            || self.s3_key_prefix.starts_with('/')
+            || !self.s3_key_prefix.ends_with('/')
+        {
+            return Err("S3_KEY_PREFIX must be non-empty, end with / and not start with /".into());
+        }
         if self.s3_region.is_empty() {
             return Err("S3_REGION must not be empty".into());
         }
@@ -293,6 +319,11 @@ impl AttachmentConfig {
             return Err(format!(
                 "ATTACHMENT_PART_BYTES must be at least {MIN_PART_BYTES} (the S3 minimum part)"
             ));
+        }
+        if self.attachment_sweep_grace <= self.attachment_upload_timeout {
+            return Err(
+                "ATTACHMENT_SWEEP_GRACE must be longer than ATTACHMENT_UPLOAD_TIMEOUT (it must not sweep uploads in flight)".into(),
+            );
         }
         if self.attachment_max_concurrent_uploads == 0 {
             return Err("ATTACHMENT_MAX_CONCURRENT_UPLOADS must be at least 1".into());

@@ -14,6 +14,7 @@ pub mod objects;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod sweep;
 
 use anyhow::Context;
 use clap::Parser;
@@ -37,6 +38,30 @@ pub async fn run_cli() -> anyhow::Result<()> {
                 .context("DATABASE_URL must be set to migrate")?;
             store::PostgresStore::connect(url, 1, config.db_acquire_timeout, true).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::SweepAttachments => {
+            let url = config
+                .database_url
+                .as_deref()
+                .context("DATABASE_URL must be set to sweep attachments")?;
+            let metrics = std::sync::Arc::new(metrics::Metrics::new());
+            let objects =
+                objects::ObjectStore::from_config(&config.s3, &config.attachments, metrics)
+                    .await
+                    .context("S3_BUCKET must be set to sweep attachments")?;
+            let store =
+                store::PostgresStore::connect(url, 2, config.db_acquire_timeout, false).await?;
+            let swept = sweep::sweep_once(
+                &objects,
+                store.pool(),
+                config.attachments.attachment_sweep_grace,
+            )
+            .await?;
+            println!(
+                "scanned {} objects; deleted {} unreferenced objects; aborted {} abandoned multipart uploads",
+                swept.scanned, swept.deleted, swept.aborted
+            );
             Ok(())
         }
         Command::Serve => {

@@ -55,6 +55,7 @@ pub struct ObjectStore {
     /// Signs download URLs for S3_PUBLIC_ENDPOINT (the same client when that is unset).
     presigner: Client,
     bucket: String,
+    prefix: String,
     part_bytes: usize,
     uploads: Semaphore,
     metrics: Arc<Metrics>,
@@ -78,6 +79,7 @@ impl ObjectStore {
             client,
             presigner,
             bucket,
+            prefix: s3.s3_key_prefix.clone(),
             part_bytes: limits.attachment_part_bytes,
             uploads: Semaphore::new(limits.attachment_max_concurrent_uploads),
             metrics,
@@ -86,6 +88,16 @@ impl ObjectStore {
 
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    /// S3_KEY_PREFIX: every attachment object lives under it.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<prefix><ticket>/<attachment>`: nothing of the file name, nothing to guess.
+    pub fn key_for(&self, ticket_id: uuid::Uuid, attachment_id: uuid::Uuid) -> String {
+        format!("{}{ticket_id}/{attachment_id}", self.prefix)
     }
 
     /// The shared client (tests and benchmarks look inside the bucket with it).
@@ -294,6 +306,18 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// Aborts a multipart upload (the sweeper's, for uploads a crashed process left behind).
+    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), ObjectError> {
+        self.abort_multipart(key, upload_id).await
+    }
+
+    pub fn count_cleanup(&self, action: &str, ok: bool) {
+        self.metrics
+            .object_cleanups
+            .with_label_values(&[action, if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ObjectError> {
         self.client
             .abort_multipart_upload()
@@ -431,12 +455,7 @@ async fn run_cleanup(store: &ObjectStore, key: &str, action: Action) {
         Action::Abort(upload_id) => ("abort", store.abort_multipart(key, &upload_id).await),
         Action::Delete => ("delete", store.delete(key).await),
     };
-    let outcome = if result.is_ok() { "ok" } else { "failed" };
-    store
-        .metrics
-        .object_cleanups
-        .with_label_values(&[what, outcome])
-        .inc();
+    store.count_cleanup(what, result.is_ok());
     if let Err(err) = result {
         // The object (or parts) stays unreferenced; a bucket lifecycle rule or a sweep removes it.
         tracing::error!(key, error = %err, "cleaning up an unreferenced upload failed");

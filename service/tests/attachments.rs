@@ -76,7 +76,7 @@ async fn list(app: &TestApp, ticket: &str) -> Vec<Value> {
 /// Objects and unfinished multipart uploads under the ticket's prefix, straight from S3.
 async fn leftovers(app: &TestApp, ticket: &str) -> (usize, usize) {
     let objects = app.state.objects.as_ref().unwrap();
-    let prefix = format!("attachments/{ticket}/");
+    let prefix = format!("{}{ticket}/", objects.prefix());
     let listed = objects
         .client()
         .list_objects_v2()
@@ -571,4 +571,75 @@ async fn an_upload_cut_off_by_the_timeout_leaves_nothing_behind() {
     assert!(aborted, "the started multipart upload was aborted");
     assert_eq!(leftovers(&app, &ticket).await, (0, 0));
     assert!(list(&app, &ticket).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_removes_what_a_crash_left_and_nothing_else() {
+    let Some((db, redis)) = stack() else { return };
+    let Some(mut s3) = s3_stack() else { return };
+    // A prefix of its own: a zero grace would otherwise race other tests' uploads in flight.
+    s3.s3_key_prefix = format!("sweep-{}/", uuid::Uuid::new_v4().simple());
+    let mut config = postgres_config(&db, &redis);
+    config.s3 = s3;
+    config.attachments.attachment_sweep_interval = std::time::Duration::ZERO;
+    let app = TestApp::start(config).await;
+    let pool = PgPool::connect(&db).await.unwrap();
+    let objects = app.state.objects.clone().unwrap();
+    let ticket = app.create("crash leftovers").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ticket_id: uuid::Uuid = ticket.parse().unwrap();
+
+    let kept = upload(
+        &app,
+        &ticket,
+        file(bytes(500, 11), "kept.txt", "text/plain"),
+    )
+    .await;
+    assert_eq!(kept.status(), 201);
+    let kept: Value = kept.json().await.unwrap();
+    // What a process killed after PutObject, and one killed mid multipart upload, leave behind.
+    let orphan = objects.key_for(ticket_id, uuid::Uuid::now_v7());
+    objects
+        .client()
+        .put_object()
+        .bucket(objects.bucket())
+        .key(&orphan)
+        .body(bytes(100, 12).into())
+        .send()
+        .await
+        .unwrap();
+    objects
+        .client()
+        .create_multipart_upload()
+        .bucket(objects.bucket())
+        .key(objects.key_for(ticket_id, uuid::Uuid::now_v7()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(leftovers(&app, &ticket).await, (2, 1));
+
+    let young = service::sweep::sweep_once(&objects, &pool, std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        (young.deleted, young.aborted),
+        (0, 0),
+        "within the grace period"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let swept = service::sweep::sweep_once(&objects, &pool, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((swept.scanned, swept.deleted, swept.aborted), (2, 1, 1));
+    assert_eq!(leftovers(&app, &ticket).await, (1, 0));
+    let listed = list(&app, &ticket).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], kept["id"]);
+    let res = download(listed[0]["download_url"].as_str().unwrap()).await;
+    assert_eq!(
+        res.bytes().await.unwrap().as_ref(),
+        bytes(500, 11).as_slice()
+    );
 }

@@ -112,6 +112,8 @@ async fn main() -> anyhow::Result<()> {
         s3_endpoint: Some(env("S3_ENDPOINT")),
         s3_public_endpoint: None,
         s3_region: env("S3_REGION"),
+        // Its own prefix: the objects are not this run's database's business after it ends.
+        s3_key_prefix: format!("bench-{}/", uuid::Uuid::new_v4().simple()),
         s3_access_key_id: Some(env("S3_ACCESS_KEY_ID")),
         s3_secret_access_key: Some(env("S3_SECRET_ACCESS_KEY")),
         s3_force_path_style: true,
@@ -289,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Leave the bucket and the database as they were.
     eprintln!("cleaning up…");
-    for prefix in [direct_prefix, format!("attachments/{ticket_id}/")] {
+    for prefix in [direct_prefix, objects.prefix().to_owned()] {
         delete_prefix(objects.client(), objects.bucket(), &prefix).await?;
     }
     stop.cancel();

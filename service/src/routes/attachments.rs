@@ -50,11 +50,6 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// Object keys carry no part of the file name: `attachments/<ticket uuid>/<attachment uuid>`.
-pub fn object_key(ticket_id: Uuid, attachment_id: Uuid) -> String {
-    format!("attachments/{ticket_id}/{attachment_id}")
-}
-
 async fn upload_attachment(
     State(state): State<AppState>,
     User(user): User,
@@ -83,7 +78,7 @@ async fn upload_attachment(
         .map(|v| v.to_str().unwrap_or("\u{fffd}"));
     let content_type = ContentType::parse(raw_type).inspect_err(|_| count("bad_request"))?;
     let id = Uuid::now_v7();
-    let key = object_key(ticket_id, id);
+    let key = objects.key_for(ticket_id, id);
     let limit = state.attachments.attachment_max_bytes;
     let upload = objects
         .upload(

@@ -39,6 +39,7 @@ pub fn s3_stack() -> Option<S3Config> {
             s3_endpoint: Some(endpoint),
             s3_public_endpoint: None,
             s3_region: var("S3_REGION").unwrap_or_else(|| "garage".into()),
+            s3_key_prefix: "attachments/".into(),
             s3_access_key_id: var("S3_ACCESS_KEY_ID"),
             s3_secret_access_key: var("S3_SECRET_ACCESS_KEY"),
             s3_force_path_style: true,
