@@ -153,19 +153,32 @@ impl ObjectStore {
     {
         let key = cleanup.key.clone();
         let mut body = std::pin::pin!(body);
+        // Exactly one part's capacity, filled to the brim and handed off whole: the buffer never
+        // grows past the part size (no doubling), and the next one is allocated only after the
+        // previous part has been uploaded.
+        let capacity = self
+            .part_bytes
+            .min(usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(1));
         let mut buf = BytesMut::new();
         let mut size: u64 = 0;
         let mut parts = Vec::new();
         let mut upload_id = None;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(UploadError::Body)?;
+            let mut chunk = chunk.map_err(UploadError::Body)?;
             size += chunk.len() as u64;
             if size > limit {
                 return Err(UploadError::TooLarge { limit });
             }
-            buf.extend_from_slice(&chunk);
-            while buf.len() >= self.part_bytes {
-                let part = buf.split_to(self.part_bytes).freeze();
+            while !chunk.is_empty() {
+                if buf.capacity() == 0 {
+                    buf = BytesMut::with_capacity(capacity);
+                }
+                let take = chunk.len().min(self.part_bytes - buf.len());
+                buf.extend_from_slice(&chunk.split_to(take));
+                if buf.len() < self.part_bytes {
+                    continue;
+                }
+                let part = std::mem::take(&mut buf).freeze();
                 let id = match &upload_id {
                     Some(id) => Clone::clone(id),
                     None => {
