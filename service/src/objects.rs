@@ -156,9 +156,11 @@ impl ObjectStore {
         // Exactly one part's capacity, filled to the brim and handed off whole: the buffer never
         // grows past the part size (no doubling), and the next one is allocated only after the
         // previous part has been uploaded.
-        let capacity = self
-            .part_bytes
-            .min(usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(1));
+        let capacity = self.part_bytes.min(
+            usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        );
         let mut buf = BytesMut::new();
         let mut size: u64 = 0;
         let mut parts = Vec::new();
