@@ -133,6 +133,10 @@ impl ObjectStore {
                 cleanup.action = Action::Delete;
                 Ok(StoredObject { cleanup, size })
             }
+            // The store failing: clean up in the background (from Drop), so a slow or unreachable
+            // store does not hold the 503 back; the sweeper is the backstop if that fails too.
+            Err(err @ UploadError::Store(_)) => Err(err),
+            // A client mistake: nothing may be left when the answer goes out.
             Err(err) => {
                 cleanup.run().await;
                 Err(err)
@@ -198,8 +202,11 @@ impl ObjectStore {
         if size == 0 {
             return Err(UploadError::Empty);
         }
+        // From here on the object may exist even if the call fails or is cancelled (the store can
+        // commit and the answer be lost), so cleaning up must also delete it.
         match upload_id {
             None => {
+                cleanup.action = Action::Delete;
                 self.put(&key, content_type, content_disposition, buf.freeze())
                     .await?
             }
@@ -210,6 +217,7 @@ impl ObjectStore {
                             .await?,
                     );
                 }
+                cleanup.action = Action::AbortAndDelete(Clone::clone(&id));
                 self.complete_multipart(&key, &id, parts).await?;
             }
         }
@@ -439,6 +447,8 @@ where
 enum Action {
     Nothing,
     Abort(String),
+    /// Completing a multipart upload: it may have taken effect or not.
+    AbortAndDelete(String),
     Delete,
 }
 
@@ -469,6 +479,11 @@ async fn run_cleanup(store: &ObjectStore, key: &str, action: Action) {
         Action::Nothing => return,
         Action::Abort(upload_id) => ("abort", store.abort_multipart(key, &upload_id).await),
         Action::Delete => ("delete", store.delete(key).await),
+        Action::AbortAndDelete(upload_id) => {
+            // One of the two is a no-op: the upload is gone once completed.
+            let _ = store.abort_multipart(key, &upload_id).await;
+            ("delete", store.delete(key).await)
+        }
     };
     store.count_cleanup(what, result.is_ok());
     if let Err(err) = result {
