@@ -3,7 +3,7 @@ STACK := infra/local/stack
 # Tests that need the stack fail (instead of skipping) when it is missing.
 TEST_ENV := eval "$$($(STACK) env)" && export SERVICEDESK_REQUIRE_STACK=1 &&
 
-.PHONY: check fmt fmt-check lint test e2e stack-up stack-down stack-status migrate run run-stack
+.PHONY: check fmt fmt-check lint test test-cluster e2e stack-up stack-down stack-status migrate run run-stack
 
 ## check: formatting, clippy -D warnings, then all tests on the local stack
 check: fmt-check lint test
@@ -17,11 +17,18 @@ fmt-check:
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## test: install/start the local stack (idempotent), run every test against it, then the e2e check
+## test: install/start the local stack (idempotent), run every test against it (single-node
+## Kafka), the e2e check, then the failover tests on the 3-node Kafka cluster
 test: stack-up
-	$(STACK) reset-broker
 	$(TEST_ENV) cargo test --workspace
 	E2E_NO_BUILD=1 infra/local/e2e
+	$(MAKE) test-cluster
+
+## test-cluster: switch the stack to the 3-node Kafka cluster and run the broker failover tests
+test-cluster:
+	STACK_KAFKA_NODES=3 $(STACK) up
+	export STACK_KAFKA_NODES=3 && $(TEST_ENV) export SERVICEDESK_REQUIRE_CLUSTER=1 && \
+	  cargo test -p notifier --test failover -- --test-threads 1
 
 ## e2e: service + relay + notifier on the local stack, one ticket through the whole pipeline
 e2e:

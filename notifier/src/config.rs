@@ -37,6 +37,12 @@ pub struct Config {
     )]
     pub group_id: String,
 
+    /// Consumer group session timeout: a notifier that dies without leaving (kill -9, lost host)
+    /// keeps its partitions this long before the group hands them to the others. The broker
+    /// bounds it (`group.min.session.timeout.ms`, 6 s by default). Heartbeats every third of it.
+    #[arg(long, env = "NOTIFIER_SESSION_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub session_timeout: Duration,
+
     /// Attempts per message before it goes to the DLQ.
     #[arg(long, env = "NOTIFIER_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
@@ -120,6 +126,9 @@ impl Config {
         }
         if self.topic == self.dlq_topic {
             return Err("NOTIFIER_DLQ_TOPIC must differ from NOTIFIER_TOPIC".into());
+        }
+        if self.session_timeout < Duration::from_secs(1) {
+            return Err("NOTIFIER_SESSION_TIMEOUT must be at least 1s".into());
         }
         Ok(())
     }

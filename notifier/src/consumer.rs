@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -53,7 +55,58 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+/// Logs every assignment and revocation (partitions by topic) and keeps the assignment gauge: an
+/// operator sees at once when a consumer holds nothing or a rebalance is stuck.
+impl ConsumerContext for LagContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.metrics
+                .rebalances
+                .with_label_values(&["revoke"])
+                .inc();
+            tracing::info!(partitions = %describe(tpl), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                self.metrics
+                    .rebalances
+                    .with_label_values(&["assign"])
+                    .inc();
+                tracing::info!(partitions = %describe(tpl), "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => {
+                self.metrics.rebalances.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "rebalance failed");
+            }
+        }
+        let held = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        self.metrics.assigned_partitions.set(held as i64);
+        if held == 0 {
+            tracing::warn!("this consumer holds no partitions (readiness reports it)");
+        }
+    }
+}
+
+/// `topic[0,2,4]` for a partition list (log lines stay short however many partitions).
+fn describe(tpl: &TopicPartitionList) -> String {
+    let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+    for e in tpl.elements() {
+        by_topic.entry(e.topic()).or_default().push(e.partition());
+    }
+    by_topic
+        .into_iter()
+        .map(|(t, mut ps)| {
+            ps.sort_unstable();
+            let ps: Vec<String> = ps.iter().map(i32::to_string).collect();
+            format!("{t}[{}]", ps.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 pub type EventConsumer = StreamConsumer<LagContext>;
 
@@ -69,7 +122,14 @@ pub fn consumer(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<EventC
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
-        .set("session.timeout.ms", "10000")
+        .set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (config.session_timeout.as_millis() / 3).max(1).to_string(),
+        )
         .set("statistics.interval.ms", "1000");
     for (k, v) in &config.kafka_options {
         client.set(k, v);

@@ -1,7 +1,7 @@
 //! Prometheus metrics of one notifier (a registry per instance, so tests can run several).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -24,6 +24,10 @@ pub struct Metrics {
     pub handle_seconds: Histogram,
     /// High watermark minus this consumer's position, per partition (from librdkafka stats).
     pub consumer_lag: IntGaugeVec,
+    /// Partitions this consumer holds now (0 while rebalancing or when the group has no room).
+    pub assigned_partitions: IntGauge,
+    /// Group rebalances seen, by `kind` (`assign`, `revoke`, `error`).
+    pub rebalances: IntCounterVec,
 }
 
 impl Metrics {
@@ -74,6 +78,19 @@ impl Metrics {
                 &["topic", "partition"],
             )
             .expect("valid metric"),
+            assigned_partitions: IntGauge::new(
+                "consumer_assigned_partitions",
+                "Partitions currently assigned to this consumer",
+            )
+            .expect("valid metric"),
+            rebalances: IntCounterVec::new(
+                Opts::new(
+                    "consumer_rebalances_total",
+                    "Consumer group rebalance events, by kind",
+                ),
+                &["kind"],
+            )
+            .expect("valid metric"),
         };
         for c in [
             Box::new(m.processed.clone()) as Box<dyn prometheus::core::Collector>,
@@ -83,6 +100,8 @@ impl Metrics {
             Box::new(m.e2e_latency.clone()),
             Box::new(m.handle_seconds.clone()),
             Box::new(m.consumer_lag.clone()),
+            Box::new(m.assigned_partitions.clone()),
+            Box::new(m.rebalances.clone()),
         ] {
             m.registry.register(c).expect("metric registered once");
         }

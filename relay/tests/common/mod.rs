@@ -37,6 +37,7 @@ pub fn stack() -> Option<(String, String)> {
 }
 
 /// A test's private world: a fresh migrated database, an events topic and a DLQ topic.
+#[derive(Clone)]
 pub struct World {
     pub db_url: String,
     pub pool: PgPool,
@@ -229,7 +230,7 @@ pub async fn create_topic(brokers: &str, name: &str, partitions: i32) {
         .unwrap();
     let results = admin
         .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(-1))],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         )
         .await
