@@ -93,9 +93,12 @@ impl ConsumerContext for LagContext {
 
 /// `topic[0,2,4]` for a partition list (log lines stay short however many partitions).
 fn describe(tpl: &TopicPartitionList) -> String {
-    let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+    let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
     for e in tpl.elements() {
-        by_topic.entry(e.topic()).or_default().push(e.partition());
+        by_topic
+            .entry(e.topic().to_owned())
+            .or_default()
+            .push(e.partition());
     }
     by_topic
         .into_iter()
