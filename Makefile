@@ -28,7 +28,7 @@ test: stack-up
 test-cluster:
 	STACK_KAFKA_NODES=3 $(STACK) up
 	export STACK_KAFKA_NODES=3 && $(TEST_ENV) export SERVICEDESK_REQUIRE_CLUSTER=1 && \
-	  cargo test -p notifier --test failover -- --test-threads 1
+	  cargo test -p notifier --test failover -- --test-threads 1 --nocapture
 
 ## e2e: service + relay + notifier on the local stack, one ticket through the whole pipeline
 e2e:
