@@ -37,6 +37,41 @@ pub struct Audit {
     pub drain_seconds: f64,
 }
 
+impl Audit {
+    /// `None` when zero loss is proven; otherwise why not. Unconfirmed fails like a loss: a run
+    /// that cannot show every event arrived has not shown zero loss.
+    pub fn failure(&self) -> Option<String> {
+        if self.lost > 0 || self.duplicated > 0 {
+            return Some(format!(
+                "{} lost ({} acknowledged creates with no ticket, {} sent events never processed), {} duplicated",
+                self.lost,
+                self.missing_tickets,
+                self.lost - self.missing_tickets,
+                self.duplicated
+            ));
+        }
+        if self.unconfirmed > 0 {
+            let why = match self.consumer_lag_at_end {
+                None => {
+                    "the notifier's consumer lag could not be read (no --notifier-metrics), so \
+                         unprocessed events can be neither proven lost nor shown in flight"
+                        .to_string()
+                }
+                Some(lag) => format!(
+                    "they were still in flight when the audit stopped waiting after {:.0} s \
+                     (consumer lag {lag}); raise --audit-timeout or find the stall",
+                    self.drain_seconds
+                ),
+            };
+            return Some(format!(
+                "{} events not confirmed ({} unsent, {} sent but not processed): {why}",
+                self.unconfirmed, self.unsent, self.sent_unprocessed
+            ));
+        }
+        None
+    }
+}
+
 /// Counts for tickets whose owner starts with `prefix`.
 async fn counts(pool: &PgPool, pattern: &str) -> sqlx::Result<(i64, i64, i64, i64, i64)> {
     sqlx::query_as(

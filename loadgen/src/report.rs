@@ -232,12 +232,10 @@ impl Report {
             opt(p.consumer_lag_max, " msgs")
         ));
         if let Some(a) = &self.audit {
-            let verdict = if a.lost > 0 || a.duplicated > 0 {
-                "FAIL (loss)"
-            } else if a.unconfirmed > 0 {
-                "FAIL (not confirmed: still in flight when the audit timed out)"
-            } else {
-                "PASS"
+            let verdict = match a.failure() {
+                Some(why) if a.lost > 0 || a.duplicated > 0 => format!("FAIL (loss: {why})"),
+                Some(why) => format!("FAIL (not confirmed: {why})"),
+                None => "PASS".to_string(),
             };
             md.push_str(&format!(
                 "| zero-loss audit | {verdict}: {} acknowledged creates, {} tickets, {} events, {} sent, {} processed exactly once, {} lost, {} unconfirmed ({} unsent, {} sent not processed), {} duplicated; drained in {:.1} s |\n",

@@ -112,3 +112,62 @@ async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
     .unwrap();
     assert_eq!((again.lost, again.sent_unprocessed), (1, 1), "{again:?}");
 }
+
+/// Issue #17.1: with the notifier down and its metrics unknown nothing can be proven lost, but
+/// nothing is proven delivered either: the run must fail and say why, not exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_events_are_not_confirmed_fails() {
+    let Some(world) = stack::World::new(3).await else {
+        return;
+    };
+    let mut config = service::Config::embedded();
+    config.database_url = Some(world.db_url.clone());
+    let api = service::App::build(config).await.unwrap();
+    let api_addr = api.addr();
+    tokio::spawn(api.run_until_stopped());
+    let relay = relay::App::build(world.relay_config()).await.unwrap();
+    let relay_addr = relay.addr();
+    tokio::spawn(relay.run_until_stopped());
+    // No notifier at all, and nothing listening where its metrics would be.
+    let out = tempfile::tempdir().unwrap();
+    let cli = loadgen::Cli::parse_from([
+        "loadgen",
+        "--target",
+        &format!("http://{api_addr}"),
+        "--rps",
+        "50",
+        "--duration",
+        "2s",
+        "--warmup",
+        "1s",
+        "--users",
+        "5",
+        "--tickets-per-user",
+        "1",
+        "--quiet",
+        "--run-id",
+        "unconfirmed",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--relay-metrics",
+        &format!("http://{relay_addr}/metrics"),
+        "--notifier-metrics",
+        "http://127.0.0.1:9/metrics",
+        "--database-url",
+        &world.db_url,
+        "--audit-timeout",
+        "3s",
+    ]);
+    let (report, _) = loadgen::run(cli.run).await.unwrap();
+    let audit = report.audit.clone().unwrap();
+    assert_eq!(audit.lost, 0, "nothing is proven lost: {audit:?}");
+    assert!(audit.unconfirmed > 0, "{audit:?}");
+    assert!(!report.passed, "an unconfirmed audit fails the run");
+    let why = audit.failure().unwrap();
+    assert!(why.contains("consumer lag could not be read"), "{why}");
+    assert!(
+        report.markdown().contains("FAIL (not confirmed"),
+        "{}",
+        report.markdown()
+    );
+}

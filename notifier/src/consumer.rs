@@ -60,10 +60,7 @@ impl ClientContext for LagContext {
 impl ConsumerContext for LagContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            self.metrics
-                .rebalances
-                .with_label_values(&["revoke"])
-                .inc();
+            self.metrics.rebalances.with_label_values(&["revoke"]).inc();
             tracing::info!(partitions = %describe(tpl), "partitions revoked");
         }
     }
@@ -71,10 +68,7 @@ impl ConsumerContext for LagContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                self.metrics
-                    .rebalances
-                    .with_label_values(&["assign"])
-                    .inc();
+                self.metrics.rebalances.with_label_values(&["assign"]).inc();
                 tracing::info!(partitions = %describe(tpl), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}

@@ -1,8 +1,8 @@
 //! Prometheus metrics of one notifier (a registry per instance, so tests can run several).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Seconds: end-to-end latency spans milliseconds (healthy) to minutes (backlog).

@@ -156,9 +156,11 @@ async fn killing_a_partition_leader_mid_stream_loses_nothing_and_duplicates_noth
             }
         })
     };
-    eventually(Duration::from_secs(60), "2,000 events published", || async {
-        scrape(relay_addr, "relay_published_total").await >= 2000.0
-    })
+    eventually(
+        Duration::from_secs(60),
+        "2,000 events published",
+        || async { scrape(relay_addr, "relay_published_total").await >= 2000.0 },
+    )
     .await;
     let victim = layout[0].1;
     let killed_at = Instant::now();

@@ -71,9 +71,11 @@ async fn a_killed_notifier_is_replaced_within_the_session_timeout_and_nothing_is
     let total = 6000;
 
     let a = Killed(spawn_notifier(&world, &group, "rebalance-notifier-a"));
-    eventually(Duration::from_secs(60), "notifier A handles events", || async {
-        notifications(&world).await >= 500
-    })
+    eventually(
+        Duration::from_secs(60),
+        "notifier A handles events",
+        || async { notifications(&world).await >= 500 },
+    )
     .await;
     // SIGKILL: the group keeps A as a member until its session times out.
     drop(a);
