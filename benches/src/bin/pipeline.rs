@@ -33,7 +33,7 @@ struct Args {
     /// Relay batch size for the drain.
     #[arg(long, default_value_t = 500)]
     batch_size: u32,
-    /// Skip the notifier benchmark (it is bound by the local broker's fetch path; see the report).
+    /// Skip the notifier benchmark (drain and idle latency only).
     #[arg(long)]
     skip_consume: bool,
     /// Directory for report.json and results.md.
