@@ -14,7 +14,7 @@ use sqlx::PgPool;
 #[derive(Debug, Clone, Args)]
 pub struct DiagArgs {
     /// Kafka bootstrap servers.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:59092")]
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
     pub kafka_brokers: String,
     /// Postgres URL (for `outbox` and `processed`).
     #[arg(long, env = "DATABASE_URL")]
