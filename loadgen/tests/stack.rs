@@ -9,11 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
-    let Some(world) = stack::World::new(3).await else {
-        return;
-    };
+/// The API on the world's database and a relay publishing its outbox, both in-process.
+async fn start_api_and_relay(world: &stack::World) -> (std::net::SocketAddr, std::net::SocketAddr) {
     let mut config = service::Config::embedded();
     config.database_url = Some(world.db_url.clone());
     let api = service::App::build(config).await.unwrap();
@@ -22,6 +19,15 @@ async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
     let relay = relay::App::build(world.relay_config()).await.unwrap();
     let relay_addr = relay.addr();
     tokio::spawn(relay.run_until_stopped());
+    (api_addr, relay_addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
+    let Some(world) = stack::World::new(3).await else {
+        return;
+    };
+    let (api_addr, relay_addr) = start_api_and_relay(&world).await;
     let notifier = notifier::App::build(notifier::Config::for_tests(
         &world.db_url,
         &world.brokers,
@@ -120,14 +126,7 @@ async fn a_run_whose_events_are_not_confirmed_fails() {
     let Some(world) = stack::World::new(3).await else {
         return;
     };
-    let mut config = service::Config::embedded();
-    config.database_url = Some(world.db_url.clone());
-    let api = service::App::build(config).await.unwrap();
-    let api_addr = api.addr();
-    tokio::spawn(api.run_until_stopped());
-    let relay = relay::App::build(world.relay_config()).await.unwrap();
-    let relay_addr = relay.addr();
-    tokio::spawn(relay.run_until_stopped());
+    let (api_addr, relay_addr) = start_api_and_relay(&world).await;
     // No notifier at all, and nothing listening where its metrics would be.
     let out = tempfile::tempdir().unwrap();
     let cli = loadgen::Cli::parse_from([

@@ -84,6 +84,26 @@ fn leaders(brokers: &str, topic: &str) -> Vec<(i32, i32, usize)> {
         .collect()
 }
 
+async fn start_notifier(
+    world: &World,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let notifier = notifier::App::build(notifier::Config::for_tests(
+        &world.db_url,
+        &world.brokers,
+        &world.topic,
+        &world.dlq,
+    ))
+    .await
+    .unwrap();
+    (
+        notifier.shutdown_token(),
+        tokio::spawn(notifier.run_until_stopped()),
+    )
+}
+
 async fn notifications(world: &World) -> i64 {
     world.count("SELECT count(*) FROM notifications").await
 }
@@ -91,20 +111,10 @@ async fn notifications(world: &World) -> i64 {
 /// Every outbox event of the world processed once, notified once, and written to the topic
 /// once; returns how many copies of each event id the topic holds beyond the first.
 async fn assert_exactly_once(world: &World, expected: usize) -> usize {
-    let missing = world
-        .count(
-            "SELECT count(*) FROM outbox_events o
-             WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = o.event_id)",
-        )
-        .await;
+    let missing = world.unprocessed_events().await;
     assert_eq!(missing, 0, "every outbox event processed");
     assert_eq!(notifications(world).await, expected as i64);
-    let doubled = world
-        .count(
-            "SELECT count(*) FROM (SELECT event_id FROM notifications GROUP BY event_id
-                                   HAVING count(*) > 1) d",
-        )
-        .await;
+    let doubled = world.events_notified_twice().await;
     assert_eq!(doubled, 0, "no event notified twice");
     let mut copies: HashMap<Uuid, usize> = HashMap::new();
     for m in world.read_topic(&world.topic, Duration::from_secs(60)) {
@@ -133,16 +143,7 @@ async fn killing_a_partition_leader_mid_stream_loses_nothing_and_duplicates_noth
     let relay = relay::App::build(world.relay_config()).await.unwrap();
     let (relay_addr, relay_stop) = (relay.addr(), relay.shutdown_token());
     let relay_task = tokio::spawn(relay.run_until_stopped());
-    let notifier = notifier::App::build(notifier::Config::for_tests(
-        &world.db_url,
-        &world.brokers,
-        &world.topic,
-        &world.dlq,
-    ))
-    .await
-    .unwrap();
-    let notifier_stop = notifier.shutdown_token();
-    let notifier_task = tokio::spawn(notifier.run_until_stopped());
+    let (notifier_stop, notifier_task) = start_notifier(&world).await;
 
     // 10k events in 20 batches of 500, one every 250 ms, while the relay publishes and the
     // notifier consumes.
@@ -245,16 +246,7 @@ async fn with_two_nodes_down_writes_are_refused_and_rows_stay_pending_until_they
     );
 
     downed.restart();
-    let notifier = notifier::App::build(notifier::Config::for_tests(
-        &world.db_url,
-        &world.brokers,
-        &world.topic,
-        &world.dlq,
-    ))
-    .await
-    .unwrap();
-    let notifier_stop = notifier.shutdown_token();
-    let notifier_task = tokio::spawn(notifier.run_until_stopped());
+    let (notifier_stop, notifier_task) = start_notifier(&world).await;
     eventually(
         Duration::from_secs(180),
         "all rows published and handled once the nodes are back",

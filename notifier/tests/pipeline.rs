@@ -270,12 +270,7 @@ async fn end_to_end_relay_to_notification_with_lag_metrics() {
         notifications(&world).await == 500
     })
     .await;
-    let unprocessed = world
-        .count(
-            "SELECT count(*) FROM outbox_events o
-             WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = o.event_id)",
-        )
-        .await;
+    let unprocessed = world.unprocessed_events().await;
     assert_eq!(unprocessed, 0);
     assert_eq!(ids.len(), 500);
     assert_eq!(scrape(raddr, "outbox_event_lag_seconds_count").await, 500.0);

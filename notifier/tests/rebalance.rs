@@ -104,19 +104,9 @@ async fn a_killed_notifier_is_replaced_within_the_session_timeout_and_nothing_is
     );
 
     // Exactly once in effect: one processed row and one notification per event, none missing.
-    let missing = world
-        .count(
-            "SELECT count(*) FROM outbox_events o
-             WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = o.event_id)",
-        )
-        .await;
+    let missing = world.unprocessed_events().await;
     assert_eq!(missing, 0, "every outbox event processed");
-    let doubled = world
-        .count(
-            "SELECT count(*) FROM (SELECT event_id FROM notifications GROUP BY event_id
-                                   HAVING count(*) > 1) d",
-        )
-        .await;
+    let doubled = world.events_notified_twice().await;
     assert_eq!(doubled, 0, "no event notified twice");
     // A rebalance after the dead member's session expired: at most the session timeout (A died
     // 6 s before B started, so its session ends ~4 s into B's life) plus one rebalance round.

@@ -122,6 +122,24 @@ impl World {
         .collect()
     }
 
+    /// Outbox events with no `processed_events` row (the notifier never handled them).
+    pub async fn unprocessed_events(&self) -> i64 {
+        self.count(
+            "SELECT count(*) FROM outbox_events o
+             WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = o.event_id)",
+        )
+        .await
+    }
+
+    /// Events with more than one notification (a duplicate a user would receive).
+    pub async fn events_notified_twice(&self) -> i64 {
+        self.count(
+            "SELECT count(*) FROM (SELECT event_id FROM notifications GROUP BY event_id
+                                   HAVING count(*) > 1) d",
+        )
+        .await
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
     }
