@@ -107,31 +107,59 @@ fn describe(tpl: &TopicPartitionList) -> String {
 
 pub type EventConsumer = StreamConsumer<LagContext>;
 
-pub fn consumer(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<EventConsumer> {
+/// The settings every Kafka client of the notifier shares: the brokers, then the
+/// `--kafka-option` passthrough applied last (security settings of a real cluster reach the DLQ
+/// producer too, or dead-lettering would fail there and stall the partition).
+fn client_config(config: &Config, own: &[(&str, String)]) -> ClientConfig {
     let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.kafka_brokers)
-        .set("group.id", &config.group_id)
-        .set("client.id", format!("notifier-{}", std::process::id()))
-        .set("auto.offset.reset", "earliest")
-        // Offsets are stored by us after handling, committed by librdkafka every second and on
-        // close: a crash re-delivers at most the last second, and handling is idempotent.
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
-        .set(
-            "session.timeout.ms",
-            config.session_timeout.as_millis().to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            (config.session_timeout.as_millis() / 3).max(1).to_string(),
-        )
-        .set("statistics.interval.ms", "1000");
+    client.set("bootstrap.servers", &config.kafka_brokers);
+    for (k, v) in own {
+        client.set(*k, v);
+    }
     for (k, v) in &config.kafka_options {
         client.set(k, v);
     }
-    let consumer: EventConsumer = client
+    client
+}
+
+pub fn consumer_config(config: &Config) -> ClientConfig {
+    client_config(
+        config,
+        &[
+            ("group.id", config.group_id.clone()),
+            ("client.id", format!("notifier-{}", std::process::id())),
+            ("auto.offset.reset", "earliest".into()),
+            // Offsets are stored by us after handling, committed by librdkafka every second and
+            // on close: a crash re-delivers at most the last second, and handling is idempotent.
+            ("enable.auto.commit", "true".into()),
+            ("auto.commit.interval.ms", "1000".into()),
+            ("enable.auto.offset.store", "false".into()),
+            (
+                "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            ),
+            (
+                "heartbeat.interval.ms",
+                (config.session_timeout.as_millis() / 3).max(1).to_string(),
+            ),
+            ("statistics.interval.ms", "1000".into()),
+        ],
+    )
+}
+
+pub fn dlq_producer_config(config: &Config) -> ClientConfig {
+    client_config(
+        config,
+        &[
+            ("acks", "all".into()),
+            ("enable.idempotence", "true".into()),
+            ("linger.ms", "1".into()),
+        ],
+    )
+}
+
+pub fn consumer(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<EventConsumer> {
+    let consumer: EventConsumer = consumer_config(config)
         .create_with_context(LagContext { metrics })
         .context("creating the Kafka consumer")?;
     consumer
@@ -141,11 +169,7 @@ pub fn consumer(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<EventC
 }
 
 pub fn dlq_producer(config: &Config) -> anyhow::Result<FutureProducer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka_brokers)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "1")
+    dlq_producer_config(config)
         .create()
         .context("creating the DLQ producer")
 }
@@ -390,5 +414,34 @@ impl Notifier {
     /// Whether the consumer currently holds partitions (used by readiness and tests).
     pub fn assignment_size(&self) -> KafkaResult<usize> {
         Ok(self.consumer.assignment()?.count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #11.2: the DLQ producer gets the same passthrough options as the consumer.
+    #[test]
+    fn every_client_gets_the_kafka_options() {
+        let mut config = Config::for_tests("postgres://x/y", "b:9092", "t", "t.dlq");
+        config.kafka_options = vec![
+            ("security.protocol".into(), "sasl_plaintext".into()),
+            ("sasl.mechanism".into(), "PLAIN".into()),
+            ("linger.ms".into(), "7".into()),
+        ];
+        for (name, c) in [
+            ("consumer", consumer_config(&config)),
+            ("dlq producer", dlq_producer_config(&config)),
+        ] {
+            assert_eq!(c.get("security.protocol"), Some("sasl_plaintext"), "{name}");
+            assert_eq!(c.get("sasl.mechanism"), Some("PLAIN"), "{name}");
+            assert_eq!(c.get("bootstrap.servers"), Some("b:9092"), "{name}");
+        }
+        assert_eq!(
+            dlq_producer_config(&config).get("linger.ms"),
+            Some("7"),
+            "the operator's options win over ours"
+        );
     }
 }

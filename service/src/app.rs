@@ -189,6 +189,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
     router
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(middleware::sanitize_request_id))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             middleware::track_metrics,

@@ -104,6 +104,34 @@ fn error_response(status: StatusCode, code: &'static str, message: String) -> Re
     res
 }
 
+/// The `method` label: the standard methods by name, anything else as `OTHER`, so a client
+/// sending made-up methods cannot add metric series without bound.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// Decrements the in-flight gauge however the request ends, also when its future is dropped
+/// (client gone, timeout).
+struct InFlight(prometheus::IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Counts and times each request by route template (`/v1/tickets/{id}`, not the concrete path).
 pub async fn track_metrics(
     State(metrics): State<Arc<Metrics>>,
@@ -114,20 +142,45 @@ pub async fn track_metrics(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let start = Instant::now();
     metrics.http_in_flight.inc();
+    let in_flight = InFlight(metrics.http_in_flight.clone());
     let res = next.run(req).await;
-    metrics.http_in_flight.dec();
+    drop(in_flight);
     metrics
         .http_duration
-        .with_label_values(&[method.as_str(), &route])
+        .with_label_values(&[method, &route])
         .observe(start.elapsed().as_secs_f64());
     metrics
         .http_requests
-        .with_label_values(&[method.as_str(), &route, res.status().as_str()])
+        .with_label_values(&[method, &route, res.status().as_str()])
         .inc();
     res
+}
+
+/// Longest client-sent `X-Request-Id` kept; it travels into the outbox, Kafka headers,
+/// notifications and logs.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A client `X-Request-Id` that is too long or holds anything but `A-Z a-z 0-9 . _ : -` is
+/// dropped, so the request-id layer gives the request a fresh UUID instead.
+pub async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
+    let acceptable = |v: &axum::http::HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID_LEN
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+    };
+    if req
+        .headers()
+        .get(headers::REQUEST_ID)
+        .is_some_and(|v| !acceptable(v))
+    {
+        req.headers_mut().remove(headers::REQUEST_ID);
+    }
+    next.run(req).await
 }
 
 pub type UserRateLimiter = DefaultKeyedRateLimiter<String>;

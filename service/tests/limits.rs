@@ -84,3 +84,67 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         "no response to incomplete headers: {text}"
     );
 }
+
+async fn metrics_text(app: &TestApp) -> String {
+    app.client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Issue #11.7: made-up methods share one `OTHER` label instead of adding series without bound;
+/// and a request whose client disappears still leaves the in-flight gauge.
+#[tokio::test]
+async fn odd_methods_add_no_metric_series() {
+    let app = TestApp::start(test_config()).await;
+    for i in 0..2_000 {
+        let method = Method::from_bytes(format!("FOO{i}").as_bytes()).unwrap();
+        app.req(method, "/v1/tickets").send().await.unwrap();
+    }
+    let text = metrics_text(&app).await;
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .count();
+    assert!(!text.contains("FOO"), "no method name from the client");
+    assert!(
+        text.contains(r#"method="OTHER""#),
+        "odd methods counted under OTHER"
+    );
+    assert!(series < 10, "{series} series after 2,000 odd methods");
+}
+
+/// Issue #11.9: an oversized or garbled `X-Request-Id` is replaced by a fresh id (it would travel
+/// into the outbox, Kafka headers and logs); a sane one is kept.
+#[tokio::test]
+async fn oversized_or_garbled_request_ids_are_replaced() {
+    let app = TestApp::start(test_config()).await;
+    for bad in ["a".repeat(10_000), "has space".into(), "semi;colon".into()] {
+        let res = app
+            .req(Method::GET, "/v1/tickets/not-a-uuid")
+            .header("x-request-id", &bad)
+            .send()
+            .await
+            .unwrap();
+        let echoed = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(echoed, bad);
+        assert!(
+            uuid::Uuid::parse_str(&echoed).is_ok(),
+            "a fresh UUID: {echoed}"
+        );
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["request_id"], echoed.as_str());
+    }
+    let good = "req-42.retry_1:a";
+    let res = app
+        .req(Method::GET, "/v1/tickets")
+        .header("x-request-id", good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], good);
+}
