@@ -78,10 +78,11 @@ async fn a_relay_crash_between_publish_and_mark_gives_two_messages_and_one_notif
 
     // Relay B reaps the expired claims and publishes them again.
     relay_config.relay_id = Some("relay-b".into());
-    relay_config.delivery_timeout = Duration::from_secs(5);
-    relay_config.claim_timeout = Duration::from_secs(6);
+    relay_config.delivery_timeout = Duration::from_secs(2);
+    // The claim timeout must exceed the delivery timeout by the mark margin (10 s).
+    relay_config.claim_timeout = Duration::from_secs(12);
     let b = relay::App::build(relay_config).await.unwrap().relay();
-    tokio::time::sleep(Duration::from_millis(6_200)).await;
+    tokio::time::sleep(Duration::from_millis(12_200)).await;
     assert_eq!(b.maintain().await.unwrap().0, 20);
     let outcome = b.relay_once().await.unwrap();
     assert_eq!(

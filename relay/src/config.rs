@@ -162,6 +162,22 @@ impl Config {
         })
     }
 
+    /// The producer's delivery timeout as librdkafka will apply it: `--kafka-option` is applied
+    /// after our own setting, so `message.timeout.ms` (or its alias `delivery.timeout.ms`) there
+    /// wins.
+    pub fn effective_delivery_timeout(&self) -> Result<Duration, String> {
+        let mut timeout = self.delivery_timeout;
+        for (k, v) in &self.kafka_options {
+            if k == "message.timeout.ms" || k == "delivery.timeout.ms" {
+                let ms: u64 = v.parse().map_err(|_| {
+                    format!("RELAY_KAFKA_OPTIONS: {k} must be a number of milliseconds")
+                })?;
+                timeout = Duration::from_millis(ms);
+            }
+        }
+        Ok(timeout)
+    }
+
     /// Names the offending variable, so a bad deployment fails fast and clearly.
     pub fn validate(&self) -> Result<(), String> {
         if self.database_url.as_deref().unwrap_or_default().is_empty() {
@@ -176,8 +192,15 @@ impl Config {
         if self.retry_base.is_zero() || self.retry_max < self.retry_base {
             return Err("RELAY_RETRY_BASE must be > 0 and <= RELAY_RETRY_MAX".into());
         }
-        if self.claim_timeout <= self.delivery_timeout {
-            return Err("RELAY_CLAIM_TIMEOUT must exceed RELAY_DELIVERY_TIMEOUT".into());
+        let delivery = self.effective_delivery_timeout()?;
+        if self.claim_timeout < delivery + MARK_MARGIN {
+            return Err(format!(
+                "RELAY_CLAIM_TIMEOUT ({:?}) must exceed the delivery timeout in effect ({delivery:?}, \
+                 from RELAY_DELIVERY_TIMEOUT or a message.timeout.ms/delivery.timeout.ms in \
+                 RELAY_KAFKA_OPTIONS) by at least {MARK_MARGIN:?} for the mark, or the reaper hands \
+                 back rows still being published",
+                self.claim_timeout
+            ));
         }
         if self.retention_batch == 0 {
             return Err("RELAY_RETENTION_BATCH must be > 0".into());
@@ -189,9 +212,33 @@ impl Config {
     }
 }
 
+/// Time allowed for marking a batch after its last delivery report, inside the claim timeout.
+pub const MARK_MARGIN: Duration = Duration::from_secs(10);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #11.5: a delivery timeout raised through the passthrough options counts too.
+    #[test]
+    fn the_claim_timeout_is_checked_against_the_delivery_timeout_in_effect() {
+        let err = parse(&["--kafka-option", "delivery.timeout.ms=120000"])
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("RELAY_CLAIM_TIMEOUT"), "{err}");
+        let err = parse(&["--kafka-option", "message.timeout.ms=55000"])
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("55s"), "the mark needs its margin too: {err}");
+        assert_eq!(
+            parse(&["--kafka-option", "message.timeout.ms=20000"]).validate(),
+            Ok(())
+        );
+        let err = parse(&["--kafka-option", "message.timeout.ms=soon"])
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("RELAY_KAFKA_OPTIONS"), "{err}");
+    }
 
     fn parse(extra: &[&str]) -> Config {
         let mut args = vec!["relay", "--database-url", "postgres://x/y"];

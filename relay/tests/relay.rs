@@ -205,8 +205,9 @@ async fn reaper_returns_claims_of_a_dead_relay_and_they_are_published() {
     };
     let ids = world.insert_events(4).await;
     let mut config = world.relay_config();
-    config.delivery_timeout = Duration::from_secs(5);
-    config.claim_timeout = Duration::from_secs(6);
+    config.delivery_timeout = Duration::from_secs(2);
+    // The claim timeout must exceed the delivery timeout by the mark margin (10 s).
+    config.claim_timeout = Duration::from_secs(12);
     let dead = App::build(config.clone()).await.unwrap().relay();
     // The "dead" relay claims and then never publishes nor marks.
     assert_eq!(dead.claim().await.unwrap().len(), 4);
@@ -221,7 +222,7 @@ async fn reaper_returns_claims_of_a_dead_relay_and_they_are_published() {
         "claimed rows are not stolen early"
     );
     assert_eq!(survivor.maintain().await.unwrap().0, 0);
-    tokio::time::sleep(Duration::from_millis(6_200)).await;
+    tokio::time::sleep(Duration::from_millis(12_200)).await;
     assert_eq!(
         survivor.maintain().await.unwrap().0,
         4,
