@@ -118,7 +118,7 @@ pub struct RunArgs {
     pub notifier_metrics: String,
 
     /// Postgres of the target: enables the zero-loss audit after the run.
-    #[arg(long, env = "LOADGEN_DATABASE_URL")]
+    #[arg(long, env = "LOADGEN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// How long the audit waits for the pipeline to drain.

@@ -17,7 +17,7 @@ pub struct DiagArgs {
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
     pub kafka_brokers: String,
     /// Postgres URL (for `outbox` and `processed`).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Per-request timeout towards the broker.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]

@@ -32,7 +32,7 @@ pub struct Config {
     pub listen_addr: SocketAddr,
 
     /// Postgres URL. Unset: tickets live in memory (lost on exit) — the embedded mode.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Maximum Postgres connections in the pool.
@@ -48,7 +48,7 @@ pub struct Config {
     pub migrate: bool,
 
     /// Redis URL for idempotency keys and the list cache (L2). Unset: in-process only.
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// Per-command Redis timeout; past it the request carries on without Redis (degraded).

@@ -1,0 +1,37 @@
+//! Issue #11.11: secrets given through the environment never reach `--help` or config errors.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+const SECRET: &str = "pw-not-for-the-terminal";
+
+fn run(args: &[&str], kafka_options: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_notifier"))
+        .args(args)
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("postgres://app:{SECRET}@127.0.0.1:1/db"),
+        )
+        .env("NOTIFIER_KAFKA_OPTIONS", kafka_options)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn help_and_config_errors_show_no_secrets() {
+    let help = run(&["--help"], &format!("sasl.password={SECRET}"));
+    assert!(help.contains("NOTIFIER_KAFKA_OPTIONS"), "{help}");
+    assert!(!help.contains(SECRET), "--help shows a secret:\n{help}");
+    let err = run(&[], &format!("sasl.password{SECRET}"));
+    assert!(err.contains("key=value"), "{err}");
+    assert!(
+        !err.contains(SECRET),
+        "the config error shows a secret:\n{err}"
+    );
+}
