@@ -25,10 +25,11 @@ test: stack-up
 	$(MAKE) test-cluster
 
 ## test-cluster: switch the stack to the 3-node Kafka cluster and run the broker failover tests
+## (--workspace: the same feature set as `make test`, so nothing is rebuilt)
 test-cluster:
 	STACK_KAFKA_NODES=3 $(STACK) up
 	export STACK_KAFKA_NODES=3 && $(TEST_ENV) export SERVICEDESK_REQUIRE_CLUSTER=1 && \
-	  cargo test -p notifier --test failover -- --test-threads 1 --nocapture
+	  cargo test --workspace --test failover -- --test-threads 1 --nocapture
 
 ## e2e: service + relay + notifier on the local stack, one ticket through the whole pipeline
 e2e:
