@@ -46,16 +46,16 @@ impl App {
             metrics: metrics.clone(),
             dlq_topic: config.dlq_topic.clone(),
             backoff: config.backoff(),
-            max_attempts: config.max_attempts,
             batch_size: config.batch_size,
             batch_wait: config.batch_wait,
+            stalled: Default::default(),
         });
         let listener = TcpListener::bind(config.metrics_addr)
             .await
             .with_context(|| format!("binding the metrics address {}", config.metrics_addr))?;
         let addr = listener.local_addr()?;
         tracing::info!(topic = %config.topic, group = %config.group_id,
-            retry_delays = ?config.retry_delays(), "notifier configured");
+            retry_delays = ?config.retry_delays(5), "notifier configured");
         Ok(App {
             notifier,
             metrics,
@@ -119,7 +119,8 @@ async fn metrics_handler(State((_, metrics)): State<HttpState>) -> impl IntoResp
     )
 }
 
-/// Ready when Postgres answers and the consumer holds at least one partition.
+/// Ready when Postgres answers, the consumer holds at least one partition and is not waiting
+/// out a database failure (then `stalled` says why, since when and how many attempts).
 async fn readyz(State((notifier, _)): State<HttpState>) -> impl IntoResponse {
     let db = sqlx::query("SELECT 1")
         .execute(&notifier.pool)
@@ -127,8 +128,14 @@ async fn readyz(State((notifier, _)): State<HttpState>) -> impl IntoResponse {
         .map(|_| ())
         .map_err(|e| e.to_string());
     let assigned = notifier.assignment_size().map_err(|e| e.to_string());
-    let ok = db.is_ok() && matches!(assigned, Ok(n) if n > 0);
+    let stall = notifier.stall();
+    let ok = db.is_ok() && matches!(assigned, Ok(n) if n > 0) && stall.is_none();
     let body = serde_json::json!({
+        "stalled": stall.map(|s| serde_json::json!({
+            "error": s.error,
+            "for_seconds": s.since.elapsed().as_secs(),
+            "attempts": s.attempts,
+        })),
         "postgres": db.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.clone()),
         "assigned_partitions": assigned.as_ref().map(|n| serde_json::json!(n))
             .unwrap_or_else(|e| serde_json::json!(e)),

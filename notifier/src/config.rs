@@ -43,20 +43,19 @@ pub struct Config {
     #[arg(long, env = "NOTIFIER_SESSION_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub session_timeout: Duration,
 
-    /// Attempts per message before it goes to the DLQ.
-    #[arg(long, env = "NOTIFIER_MAX_ATTEMPTS", default_value_t = 5)]
-    pub max_attempts: u32,
-
-    /// Delay before the first retry.
+    /// Delay before the first retry while Postgres is unavailable (retries never end: a good
+    /// event is not dead-lettered because the database was away).
     #[arg(long, env = "NOTIFIER_RETRY_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
     pub retry_base: Duration,
 
-    /// Each retry waits this many times longer than the one before (1 s, 2 s, 4 s, 8 s by default).
+    /// Each retry waits this many times longer than the one before (1 s, 2 s, 4 s, 5 s, 5 s, …
+    /// by default).
     #[arg(long, env = "NOTIFIER_RETRY_FACTOR", default_value_t = 2.0)]
     pub retry_factor: f32,
 
-    /// Upper bound of one retry delay.
-    #[arg(long, env = "NOTIFIER_RETRY_MAX", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// Upper bound of one retry delay: how long after Postgres is back the consumer may still
+    /// be waiting.
+    #[arg(long, env = "NOTIFIER_RETRY_MAX", default_value = "5s", value_parser = humantime::parse_duration)]
     pub retry_max: Duration,
 
     /// Messages handled in one Postgres transaction when they are already waiting.
@@ -140,9 +139,6 @@ impl Config {
         if self.database_url.is_empty() {
             return Err("DATABASE_URL must be set".into());
         }
-        if self.max_attempts == 0 {
-            return Err("NOTIFIER_MAX_ATTEMPTS must be >= 1".into());
-        }
         if self.retry_factor < 1.0 {
             return Err("NOTIFIER_RETRY_FACTOR must be >= 1".into());
         }
@@ -158,19 +154,19 @@ impl Config {
         Ok(())
     }
 
-    /// Exponential backoff between attempts: `base * factor^n`, capped, `max_attempts - 1`
-    /// retries. No jitter: one consumer retries one message at a time.
+    /// Exponential backoff between attempts while Postgres is unavailable: `base * factor^n`,
+    /// capped, without end. No jitter: one consumer waits on one database.
     pub fn backoff(&self) -> ExponentialBuilder {
         ExponentialBuilder::default()
             .with_min_delay(self.retry_base)
             .with_factor(self.retry_factor)
             .with_max_delay(self.retry_max)
-            .with_max_times(self.max_attempts.saturating_sub(1) as usize)
+            .without_max_times()
     }
 
-    /// The delays [`Config::backoff`] produces, for logs and tests.
-    pub fn retry_delays(&self) -> Vec<Duration> {
-        self.backoff().build().collect()
+    /// The first `n` delays [`Config::backoff`] produces, for logs and tests.
+    pub fn retry_delays(&self, n: usize) -> Vec<Duration> {
+        self.backoff().build().take(n).collect()
     }
 }
 
@@ -187,23 +183,23 @@ mod tests {
     #[test]
     fn default_backoff_is_the_seed_schedule() {
         let secs: Vec<u64> = parse(&[])
-            .retry_delays()
+            .retry_delays(6)
             .iter()
             .map(|d| d.as_secs())
             .collect();
-        assert_eq!(secs, [1, 2, 4, 8]);
+        assert_eq!(secs, [1, 2, 4, 5, 5, 5], "capped, and never ends");
     }
 
     #[test]
     fn backoff_is_capped() {
-        let c = parse(&["--max-attempts", "8", "--retry-max", "5s"]);
-        assert_eq!(c.retry_delays().last(), Some(&Duration::from_secs(5)));
+        let c = parse(&["--retry-max", "3s"]);
+        assert_eq!(c.retry_delays(8).last(), Some(&Duration::from_secs(3)));
     }
 
     #[test]
     fn rejects_bad_values_naming_the_variable() {
-        let err = parse(&["--max-attempts", "0"]).validate().unwrap_err();
-        assert!(err.contains("NOTIFIER_MAX_ATTEMPTS"), "{err}");
+        let err = parse(&["--retry-factor", "0.5"]).validate().unwrap_err();
+        assert!(err.contains("NOTIFIER_RETRY_FACTOR"), "{err}");
         let err = parse(&["--dlq-topic", "tickets.events"])
             .validate()
             .unwrap_err();

@@ -1,14 +1,19 @@
-//! The consume loop: batches of waiting messages are handled in one transaction; a batch that
-//! fails falls back to one message at a time with exponential backoff, and a message that still
-//! fails after the last attempt goes to the DLQ so its partition moves on. Offsets are stored only
-//! once every message of the batch is handled or dead-lettered.
+//! The consume loop: batches of waiting messages are handled in one transaction.
+//!
+//! Failures are split by what can fix them (issue #11.1). A message that is itself wrong
+//! (undecodable, unknown type, data Postgres refuses) goes to the DLQ at once, so its partition
+//! moves on. A failure of Postgres (unreachable, restarting, timed out) is waited out without
+//! limit: every assigned partition is paused, the consumer keeps polling so it stays in the
+//! group, `/readyz` and `notifier_stalled` report it, and the batch is retried with exponential
+//! backoff. A good event is never dead-lettered because the database was away. Offsets are stored
+//! only once every message of the batch is handled or dead-lettered.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -30,7 +35,6 @@ use crate::metrics::Metrics;
 pub mod dlq_header {
     pub const ERROR: &str = "dlq.error";
     pub const REASON: &str = "dlq.reason";
-    pub const ATTEMPTS: &str = "dlq.attempts";
     pub const SOURCE: &str = "dlq.source";
 }
 
@@ -181,9 +185,18 @@ pub struct Notifier {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) dlq_topic: String,
     pub(crate) backoff: ExponentialBuilder,
-    pub(crate) max_attempts: u32,
     pub(crate) batch_size: usize,
     pub(crate) batch_wait: Duration,
+    /// Why and since when the consumer is waiting out a transient failure (for `/readyz`).
+    pub(crate) stalled: Mutex<Option<Stall>>,
+}
+
+/// A transient failure being waited out.
+#[derive(Debug, Clone)]
+pub struct Stall {
+    pub error: String,
+    pub since: Instant,
+    pub attempts: u32,
 }
 
 /// One decoded message of a batch.
@@ -192,23 +205,30 @@ struct Item<'a> {
     decoded: Result<(NewNotification, DateTime<Utc>), HandleError>,
 }
 
+/// Messages received while the partitions were paused (fetched before the pause took effect):
+/// they start the next batch, so none is skipped.
+type Carry<'c> = Vec<BorrowedMessage<'c>>;
+
 impl Notifier {
     /// Consumes until `stop`; then finishes the batch in hand, commits and leaves the group.
     pub async fn run(&self, stop: CancellationToken) {
+        let mut carry: Carry<'_> = Vec::new();
         loop {
-            let first = tokio::select! {
-                m = self.consumer.recv() => m,
-                _ = stop.cancelled() => break,
-            };
-            let first = match first {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
+            let mut batch = std::mem::take(&mut carry);
+            if batch.is_empty() {
+                let first = tokio::select! {
+                    m = self.consumer.recv() => m,
+                    _ = stop.cancelled() => break,
+                };
+                match first {
+                    Ok(m) => batch.push(m),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
                 }
-            };
-            let mut batch = vec![first];
+            }
             let deadline = tokio::time::Instant::now() + self.batch_wait;
             while batch.len() < self.batch_size {
                 match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
@@ -220,11 +240,12 @@ impl Notifier {
                     Err(_) => break,
                 }
             }
-            if self.handle_batch(&batch, &stop).await {
-                for m in &batch {
-                    if let Err(e) = self.consumer.store_offset_from_message(m) {
-                        tracing::warn!(error = %e, "storing offset (partition revoked?)");
-                    }
+            if !self.handle_batch(&batch, &mut carry, &stop).await {
+                break; // stopped midway: no offset stored for what was not handled
+            }
+            for m in &batch {
+                if let Err(e) = self.consumer.store_offset_from_message(m) {
+                    tracing::warn!(error = %e, "storing offset (partition revoked?)");
                 }
             }
         }
@@ -244,8 +265,14 @@ impl Notifier {
     }
 
     /// Handles every message of the batch (notification written, duplicate skipped, or
-    /// dead-lettered). `false` when stopped midway: then no offset may be stored.
-    async fn handle_batch(&self, batch: &[BorrowedMessage<'_>], stop: &CancellationToken) -> bool {
+    /// dead-lettered for a permanent error). `false` when stopped midway: then no offset may be
+    /// stored.
+    async fn handle_batch<'c>(
+        &'c self,
+        batch: &[BorrowedMessage<'c>],
+        carry: &mut Carry<'c>,
+        stop: &CancellationToken,
+    ) -> bool {
         let items: Vec<Item<'_>> = batch
             .iter()
             .map(|msg| Item {
@@ -255,7 +282,7 @@ impl Notifier {
             })
             .collect();
 
-        // Fast path: everything decodable in one statement.
+        // Fast path: everything decodable in one statement, waited out while Postgres is away.
         let good: Vec<&(NewNotification, DateTime<Utc>)> = items
             .iter()
             .filter_map(|i| i.decoded.as_ref().ok())
@@ -265,69 +292,163 @@ impl Notifier {
             let notes: Vec<NewNotification> = good.iter().map(|(n, _)| n.clone()).collect();
             let created: HashMap<Uuid, DateTime<Utc>> =
                 good.iter().map(|(n, c)| (n.event_id, *c)).collect();
-            let started = Instant::now();
-            match handler::record(&self.pool, &notes).await {
-                Ok(fresh) => {
-                    self.metrics
-                        .handle_seconds
-                        .observe(started.elapsed().as_secs_f64());
+            match self.record_waiting(&notes, carry, stop).await {
+                None => return false,
+                Some(Ok(fresh)) => {
                     self.count(&fresh, notes.len(), &created);
                     fast_path_done = true;
                 }
-                Err(e) => tracing::warn!(error = %e, messages = notes.len(),
-                    "batch handling failed; retrying one message at a time"),
+                Some(Err(e)) => tracing::warn!(error = %e, messages = notes.len(),
+                    "Postgres refused the batch; handling one message at a time"),
             }
         }
 
         for item in &items {
-            match &item.decoded {
-                Ok(_) if fast_path_done => {}
-                Err(e @ HandleError::Undecodable(_)) => {
-                    if !self.dead_letter(item.msg, e, 1, stop).await {
-                        return false;
+            let refused = match &item.decoded {
+                Ok(_) if fast_path_done => continue,
+                Ok((note, created_at)) => {
+                    match self
+                        .record_waiting(std::slice::from_ref(note), carry, stop)
+                        .await
+                    {
+                        None => return false,
+                        Some(Ok(fresh)) => {
+                            self.count(&fresh, 1, &HashMap::from([(note.event_id, *created_at)]));
+                            continue;
+                        }
+                        Some(Err(e)) => e,
                     }
                 }
-                _ => {
-                    if !self.handle_one(item.msg, stop).await {
+                // Permanent: the message itself is wrong, the DLQ takes it at once.
+                Err(e) => {
+                    if !self.dead_letter(item.msg, e, stop).await {
                         return false;
                     }
+                    continue;
                 }
+            };
+            if !self.dead_letter(item.msg, &refused, stop).await {
+                return false;
             }
         }
         true
     }
 
-    /// The slow path: one message, retried with backoff, dead-lettered after the last attempt.
-    async fn handle_one(&self, msg: &BorrowedMessage<'_>, stop: &CancellationToken) -> bool {
-        let attempt = || async {
-            let envelope = handler::decode(msg.payload())?;
-            let note = handler::notification_for(&envelope)?;
+    /// Records the notifications, waiting out transient failures without limit. `None` when
+    /// stopped; `Some(Err)` only for a permanent error.
+    async fn record_waiting<'c>(
+        &'c self,
+        notes: &[NewNotification],
+        carry: &mut Carry<'c>,
+        stop: &CancellationToken,
+    ) -> Option<Result<Vec<Uuid>, HandleError>> {
+        let mut delays = self.backoff.build();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
             let started = Instant::now();
-            let fresh = handler::record(&self.pool, std::slice::from_ref(&note)).await?;
-            self.metrics
-                .handle_seconds
-                .observe(started.elapsed().as_secs_f64());
-            Ok::<_, HandleError>((fresh, envelope.created_at, note.event_id))
-        };
-        let retried = attempt
-            .retry(self.backoff)
-            .sleep(tokio::time::sleep)
-            .notify(|e: &HandleError, after: Duration| {
-                self.metrics.retries.inc();
-                tracing::warn!(error = %e, retry_in = ?after, partition = msg.partition(),
-                    offset = msg.offset(), "handling failed; will retry");
-            });
-        let outcome = tokio::select! {
-            r = retried => r,
-            _ = stop.cancelled() => return false,
-        };
-        match outcome {
-            Ok((fresh, created_at, event_id)) => {
-                self.count(&fresh, 1, &HashMap::from([(event_id, created_at)]));
-                true
+            let result = tokio::select! {
+                r = handler::record(&self.pool, notes) => r,
+                _ = stop.cancelled() => return None,
+            };
+            match result {
+                Ok(fresh) => {
+                    self.metrics
+                        .handle_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    if attempts > 1 {
+                        self.unstall();
+                    }
+                    return Some(Ok(fresh));
+                }
+                Err(e) if e.is_transient() => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(1));
+                    self.metrics.retries.inc();
+                    tracing::warn!(error = %e, attempts, retry_in = ?delay, messages = notes.len(),
+                        "Postgres unavailable; partitions paused, waiting (nothing is dead-lettered)");
+                    self.mark_stalled(&e, attempts);
+                    if !self.wait_paused(delay, carry, stop).await {
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    if attempts > 1 {
+                        self.unstall();
+                    }
+                    return Some(Err(e));
+                }
             }
-            Err(e) => self.dead_letter(msg, &e, self.max_attempts, stop).await,
         }
+    }
+
+    /// Sleeps `delay` with every assigned partition paused, still polling the consumer so the
+    /// group keeps us (`max.poll.interval.ms`) and rebalances are served. A message that was
+    /// already fetched before the pause took effect goes to `carry`. `false` when stopped.
+    async fn wait_paused<'c>(
+        &'c self,
+        delay: Duration,
+        carry: &mut Carry<'c>,
+        stop: &CancellationToken,
+    ) -> bool {
+        self.pause_assignment();
+        let until = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return true,
+                _ = stop.cancelled() => return false,
+                m = self.consumer.recv() => match m {
+                    Ok(m) => carry.push(m),
+                    Err(e) => tracing::warn!(error = %e, "consumer error while paused"),
+                },
+            }
+            // A rebalance may have handed us partitions that are not paused yet.
+            self.pause_assignment();
+        }
+    }
+
+    fn pause_assignment(&self) {
+        if let Ok(assigned) = self.consumer.assignment()
+            && let Err(e) = self.consumer.pause(&assigned)
+        {
+            tracing::warn!(error = %e, "pausing partitions");
+        }
+    }
+
+    fn mark_stalled(&self, error: &HandleError, attempts: u32) {
+        let mut stalled = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        let since = stalled.as_ref().map_or_else(Instant::now, |s| s.since);
+        *stalled = Some(Stall {
+            error: error.to_string(),
+            since,
+            attempts,
+        });
+        self.metrics.stalled.set(1);
+    }
+
+    fn unstall(&self) {
+        let was = self
+            .stalled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.metrics.stalled.set(0);
+        if let Some(s) = was {
+            tracing::info!(stalled_for = ?s.since.elapsed(), attempts = s.attempts,
+                "Postgres back; partitions resumed");
+        }
+        if let Ok(assigned) = self.consumer.assignment()
+            && let Err(e) = self.consumer.resume(&assigned)
+        {
+            tracing::warn!(error = %e, "resuming partitions");
+        }
+    }
+
+    /// The transient failure being waited out, if any.
+    pub fn stall(&self) -> Option<Stall> {
+        self.stalled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn count(&self, fresh: &[Uuid], handled: usize, created: &HashMap<Uuid, DateTime<Utc>>) {
@@ -350,13 +471,11 @@ impl Notifier {
         &self,
         msg: &BorrowedMessage<'_>,
         error: &HandleError,
-        attempts: u32,
         stop: &CancellationToken,
     ) -> bool {
         let error_text = error.to_string();
-        let attempts_text = attempts.to_string();
         let source = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
-        tracing::error!(error = %error_text, attempts, %source, "giving up on message: dead-lettered");
+        tracing::error!(error = %error_text, %source, "permanent error: message dead-lettered");
         loop {
             let mut headers = OwnedHeaders::new();
             if let Some(original) = msg.headers() {
@@ -375,10 +494,6 @@ impl Notifier {
                 .insert(Header {
                     key: dlq_header::REASON,
                     value: Some(error.reason()),
-                })
-                .insert(Header {
-                    key: dlq_header::ATTEMPTS,
-                    value: Some(attempts_text.as_str()),
                 })
                 .insert(Header {
                     key: dlq_header::SOURCE,

@@ -6,7 +6,9 @@ use contracts::{EventEnvelope, event_types};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// Why a message could not be handled.
+/// Why a message could not be handled, split by what the consumer does about it: a permanent
+/// error (the message itself is wrong) goes to the DLQ at once; a transient one (Postgres away)
+/// is waited out without limit, because dead-lettering a good event loses its notification.
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
     /// The bytes are not an event envelope: retrying can't fix them, straight to the DLQ.
@@ -15,8 +17,27 @@ pub enum HandleError {
     /// The envelope is fine but this notifier can't act on it (unknown type, missing field).
     #[error("cannot handle event: {0}")]
     Rejected(String),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    /// Postgres refused this message's data (SQLSTATE class 22 data exception or 23 integrity
+    /// violation, e.g. a NUL byte in a string): the same bytes fail the same way every time.
+    #[error("database refused the event: {0}")]
+    Refused(sqlx::Error),
+    /// Postgres could not be asked: unreachable, pool timed out, restarting, deadlock, a
+    /// missing table during a deploy. Nothing is wrong with the message.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
+}
+
+impl From<sqlx::Error> for HandleError {
+    fn from(e: sqlx::Error) -> Self {
+        let class = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.chars().take(2).collect::<String>());
+        match class.as_deref() {
+            Some("22" | "23") => HandleError::Refused(e),
+            _ => HandleError::Unavailable(e),
+        }
+    }
 }
 
 impl HandleError {
@@ -25,8 +46,14 @@ impl HandleError {
         match self {
             HandleError::Undecodable(_) => "undecodable",
             HandleError::Rejected(_) => "rejected",
-            HandleError::Database(_) => "database",
+            HandleError::Refused(_) => "refused",
+            HandleError::Unavailable(_) => "unavailable",
         }
+    }
+
+    /// Whether waiting can fix it (then the message is never dead-lettered).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, HandleError::Unavailable(_))
     }
 }
 
@@ -152,6 +179,21 @@ mod tests {
             notification_for(&e),
             Err(HandleError::Rejected(_))
         ));
+    }
+
+    #[test]
+    fn only_an_unreachable_database_is_transient() {
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+            sqlx::Error::PoolClosed,
+        ] {
+            let e = HandleError::from(e);
+            assert!(e.is_transient(), "{e}");
+            assert_eq!(e.reason(), "unavailable");
+        }
+        assert!(!HandleError::Rejected("x".into()).is_transient());
+        assert!(!HandleError::Undecodable("x".into()).is_transient());
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct Metrics {
     /// Messages sent to the DLQ, by reason (`undecodable`, `rejected`, `database`).
     pub dlq: IntCounterVec,
     pub retries: IntCounter,
+    /// 1 while the consumer waits out a database failure with its partitions paused.
+    pub stalled: IntGauge,
     /// Event `created_at` (outbox commit) until the notification committed.
     pub e2e_latency: Histogram,
     /// One handling transaction (a batch, or one message on the retry path).
@@ -52,8 +54,16 @@ impl Metrics {
                 &["reason"],
             )
             .expect("valid metric"),
-            retries: IntCounter::new("notifier_retries_total", "Handling attempts retried")
-                .expect("valid metric"),
+            retries: IntCounter::new(
+                "notifier_retries_total",
+                "Handling attempts retried because Postgres was unavailable",
+            )
+            .expect("valid metric"),
+            stalled: IntGauge::new(
+                "notifier_stalled",
+                "1 while the consumer waits out a database failure with its partitions paused",
+            )
+            .expect("valid metric"),
             e2e_latency: Histogram::with_opts(
                 HistogramOpts::new(
                     "notifier_e2e_latency_seconds",
@@ -97,6 +107,7 @@ impl Metrics {
             Box::new(m.duplicates.clone()),
             Box::new(m.dlq.clone()),
             Box::new(m.retries.clone()),
+            Box::new(m.stalled.clone()),
             Box::new(m.e2e_latency.clone()),
             Box::new(m.handle_seconds.clone()),
             Box::new(m.consumer_lag.clone()),
