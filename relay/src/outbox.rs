@@ -23,13 +23,24 @@ pub struct OutboxRow {
 
 /// Pending rows whose retry time has come, oldest first, locked with SKIP LOCKED so concurrent
 /// relays take disjoint batches, and flipped to `processing` in the same statement.
+///
+/// Per-ticket order (SPEC K-2, issue #11.3): a row is not claimable while an earlier row of the
+/// same aggregate is unsent (pending, in backoff, or being published by any relay). So a ticket's
+/// events are published one at a time in commit order (`id`; a ticket's writes are serialised by
+/// its row lock, so id order is commit order), a failed `ticket.created` in backoff holds its
+/// `ticket.closed` back, and a batch never holds two events of one ticket. A concurrent claim
+/// sees the earlier row as pending or processing either way, so two relays can't split a ticket.
+/// The check runs before LIMIT: held-back rows never crowd claimable ones out of a batch.
 const CLAIM: &str = "
 WITH batch AS (
-    SELECT id FROM outbox_events
-    WHERE status = 'pending' AND next_attempt_at <= now()
-    ORDER BY id
+    SELECT o.id FROM outbox_events o
+    WHERE o.status = 'pending' AND o.next_attempt_at <= now()
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox_events e
+          WHERE e.aggregate_id = o.aggregate_id AND e.id < o.id AND e.status <> 'sent')
+    ORDER BY o.id
     LIMIT $1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF o SKIP LOCKED
 )
 UPDATE outbox_events o
 SET status = 'processing', claimed_at = now(), claimed_by = $2
@@ -44,7 +55,7 @@ pub async fn claim(pool: &PgPool, relay_id: &str, limit: u32) -> sqlx::Result<Ve
         .bind(relay_id)
         .fetch_all(pool)
         .await?;
-    // RETURNING has no defined order; publish in commit order so a ticket's events keep theirs.
+    // RETURNING has no defined order; publish oldest first.
     rows.sort_unstable_by_key(|r| r.id);
     Ok(rows)
 }
