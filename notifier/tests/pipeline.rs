@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::proxy::{FaultProxy, url_addr};
 use common::{World, eventually, scrape};
 use contracts::EventEnvelope;
 use notifier::App;
+use test_support::{FaultProxy, url_addr};
 use uuid::Uuid;
 
 const LONG: Duration = Duration::from_secs(90);

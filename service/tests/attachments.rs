@@ -6,8 +6,7 @@
 mod common;
 
 use common::{
-    Proxy, TestApp, assert_error, eventually, new_user, postgres_config, s3_stack, stack,
-    test_config,
+    TestApp, assert_error, eventually, new_user, postgres_config, s3_stack, stack, test_config,
 };
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
@@ -15,6 +14,7 @@ use serde_json::Value;
 use service::Config;
 use service::config::S3Config;
 use sqlx::PgPool;
+use test_support::FaultProxy;
 
 const MIB: usize = 1024 * 1024;
 
@@ -413,10 +413,10 @@ async fn an_object_store_outage_is_503_and_the_api_recovers() {
     let Some(s3) = s3_stack() else { return };
     let garage = s3.s3_endpoint.clone().unwrap();
     let target = garage.trim_start_matches("http://").to_owned();
-    let proxy = Proxy::start(&target).await;
+    let proxy = FaultProxy::start(&target).await;
     let mut config = postgres_config(&db, &redis);
     config.s3 = S3Config {
-        s3_endpoint: Some(proxy.rewrite(&garage)),
+        s3_endpoint: Some(proxy.rewrite_url(&garage)),
         ..s3
     };
     let app = TestApp::start(config).await;
@@ -432,7 +432,7 @@ async fn an_object_store_outage_is_503_and_the_api_recovers() {
     .await;
     assert_eq!(res.status(), 201);
 
-    proxy.stop();
+    proxy.down();
     let res = upload(
         &app,
         &ticket,
@@ -465,7 +465,7 @@ async fn an_object_store_outage_is_503_and_the_api_recovers() {
     assert_eq!(res.status(), 200);
     assert_eq!(list(&app, &ticket).await.len(), 1, "presigning is offline");
 
-    let _back = Proxy::start_on(proxy.addr, &target).await;
+    proxy.up();
     let ready = eventually(10, || async {
         let res = app.client.get(app.url("/readyz")).send().await.unwrap();
         res.status() == 200

@@ -6,10 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Proxy, TestApp, assert_error, eventually, postgres_config, stack};
+use common::{TestApp, assert_error, eventually, postgres_config, stack};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use test_support::FaultProxy;
 
 async fn pool(db: &str) -> PgPool {
     PgPool::connect(db).await.unwrap()
@@ -191,11 +192,11 @@ async fn replicas_share_the_redis_list_cache_and_its_invalidation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_the_api_keeps_serving_and_readyz_says_why() {
     let Some((db, redis)) = stack() else { return };
-    let proxy = Proxy::start(common::authority(&redis)).await;
-    let app = TestApp::start(postgres_config(&db, &proxy.rewrite(&redis))).await;
+    let proxy = FaultProxy::start(test_support::url_addr(&redis)).await;
+    let app = TestApp::start(postgres_config(&db, &proxy.rewrite_url(&redis))).await;
     app.create("before the outage").await;
 
-    proxy.stop();
+    proxy.down();
     let t = app.create("during the outage").await;
     assert_eq!(app.list("").await.len(), 2);
     let res = app
@@ -235,7 +236,7 @@ async fn without_redis_the_api_keeps_serving_and_readyz_says_why() {
     );
     assert_eq!(body["details"]["checks"]["postgres"], "ok");
 
-    let _back = Proxy::start_on(proxy.addr, common::authority(&redis)).await;
+    proxy.up();
     assert!(
         eventually(15, || async {
             app.client
@@ -254,8 +255,8 @@ async fn without_redis_the_api_keeps_serving_and_readyz_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_when_postgres_is_gone() {
     let Some((db, redis)) = stack() else { return };
-    let proxy = Proxy::start(common::authority(&db)).await;
-    let mut config = postgres_config(&proxy.rewrite(&db), &redis);
+    let proxy = FaultProxy::start(test_support::url_addr(&db)).await;
+    let mut config = postgres_config(&proxy.rewrite_url(&db), &redis);
     config.db_acquire_timeout = Duration::from_millis(500);
     let app = TestApp::start(config).await;
     assert_eq!(
@@ -268,7 +269,7 @@ async fn readyz_is_503_when_postgres_is_gone() {
         200
     );
 
-    proxy.stop();
+    proxy.down();
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     let body = assert_error(res, 503, "not_ready").await;
     assert!(

@@ -16,8 +16,6 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-pub mod proxy;
-
 /// Postgres URL and Kafka brokers of the local stack, or `None` (test skipped) when it is not
 /// running. `make test` sets SERVICEDESK_REQUIRE_STACK=1 so that a missing stack fails instead.
 pub fn stack() -> Option<(String, String)> {

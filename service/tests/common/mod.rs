@@ -1,5 +1,5 @@
 //! Shared test helpers: start the real `App` on port 0 in memory or Postgres mode, talk to it over
-//! HTTP, and cut a dependency off with a TCP proxy.
+//! HTTP (`test_support::FaultProxy` cuts a dependency off).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -9,7 +9,6 @@ use reqwest::{Client, Method, Response};
 use serde_json::Value;
 use service::config::S3Config;
 use service::{App, AppState, Config};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -189,61 +188,6 @@ pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
         "request_id in body matches the header"
     );
     body
-}
-
-/// `host:port` of a postgres:// or redis:// URL.
-pub fn authority(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.split('/').next().unwrap_or(rest);
-    rest.rsplit_once('@').map_or(rest, |(_, hp)| hp)
-}
-
-/// A TCP proxy in front of a real server. `stop` closes the listener and every connection, which
-/// the service sees exactly as the server going away; `start_on` the same address brings it back.
-pub struct Proxy {
-    pub addr: SocketAddr,
-    stop: CancellationToken,
-}
-
-impl Proxy {
-    pub async fn start(target: &str) -> Self {
-        Self::start_on("127.0.0.1:0".parse().unwrap(), target).await
-    }
-
-    pub async fn start_on(listen: SocketAddr, target: &str) -> Self {
-        let listener = TcpListener::bind(listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let (token, target) = (stop.clone(), target.to_owned());
-        tokio::spawn(async move {
-            loop {
-                let (mut inbound, _) = tokio::select! {
-                    () = token.cancelled() => break,
-                    accepted = listener.accept() => match accepted { Ok(c) => c, Err(_) => continue },
-                };
-                let (token, target) = (token.clone(), target.clone());
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        () = token.cancelled() => {}
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    }
-                });
-            }
-        });
-        Self { addr, stop }
-    }
-
-    pub fn stop(&self) {
-        self.stop.cancel();
-    }
-
-    /// `url` with its host:port replaced by this proxy's.
-    pub fn rewrite(&self, url: &str) -> String {
-        url.replacen(authority(url), &self.addr.to_string(), 1)
-    }
 }
 
 /// Polls `f` every 100 ms for up to `secs` seconds until it returns true.

@@ -1,6 +1,7 @@
 //! A TCP proxy the tests put between a component and a real server to take the server "away"
 //! for that component alone (the shared stack keeps serving the other tests): `down()` resets
-//! every open connection and refuses new ones until `up()`.
+//! every open connection and refuses new ones until `up()`, which is what a crashed server or a
+//! cut link looks like to the client.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -21,8 +22,9 @@ struct State {
 }
 
 impl FaultProxy {
-    /// Listens on 127.0.0.1, any port, forwarding to `upstream`.
-    pub async fn start(upstream: SocketAddr) -> FaultProxy {
+    /// Listens on 127.0.0.1, any port, forwarding to `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> FaultProxy {
+        let upstream = upstream.to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
@@ -45,7 +47,7 @@ impl FaultProxy {
                     }
                     s.connections.child_token()
                 };
-                tokio::spawn(pipe(client, upstream, token));
+                tokio::spawn(pipe(client, upstream.clone(), token));
             }
         });
         FaultProxy { addr, state, stop }
@@ -70,13 +72,7 @@ impl FaultProxy {
 
     /// `url` with its `host:port` replaced by this proxy's address.
     pub fn rewrite_url(&self, url: &str) -> String {
-        let (scheme, rest) = url.split_once("://").unwrap();
-        let (userinfo, hostpath) = match rest.rsplit_once('@') {
-            Some((u, h)) => (format!("{u}@"), h),
-            None => (String::new(), rest),
-        };
-        let path = hostpath.find('/').map_or("", |i| &hostpath[i..]);
-        format!("{scheme}://{userinfo}{}{path}", self.addr)
+        url.replacen(url_addr(url), &self.addr.to_string(), 1)
     }
 }
 
@@ -88,14 +84,13 @@ impl Drop for FaultProxy {
 }
 
 /// The `host:port` of a URL such as `postgres://user@127.0.0.1:5432/db`.
-pub fn url_addr(url: &str) -> SocketAddr {
-    let rest = url.split_once("://").unwrap().1;
-    let hostpath = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let hostport = hostpath.split('/').next().unwrap();
-    hostport.parse().expect("a numeric host:port")
+pub fn url_addr(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let hostpath = rest.split('/').next().unwrap_or(rest);
+    hostpath.rsplit_once('@').map_or(hostpath, |(_, h)| h)
 }
 
-async fn pipe(mut client: TcpStream, upstream: SocketAddr, token: CancellationToken) {
+async fn pipe(mut client: TcpStream, upstream: String, token: CancellationToken) {
     let Ok(mut server) = TcpStream::connect(upstream).await else {
         return;
     };
