@@ -10,6 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
@@ -33,6 +34,9 @@ pub struct AppState {
     /// The object store for attachment bytes; `None` when S3_BUCKET is unset.
     pub objects: Option<Arc<ObjectStore>>,
     pub attachments: AttachmentConfig,
+    /// Work that must finish even when its request is dropped (writes and what follows their
+    /// commit); shutdown waits for it within the grace period.
+    pub tasks: TaskTracker,
 }
 
 pub struct App {
@@ -90,6 +94,7 @@ impl App {
             redis,
             metrics,
             pg_pool,
+            tasks: TaskTracker::new(),
         };
 
         let shutdown = CancellationToken::new();
@@ -140,6 +145,7 @@ impl App {
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let started = tokio::time::Instant::now();
         server::serve(
             self.listener,
             self.router,
@@ -147,7 +153,22 @@ impl App {
             self.config.header_read_timeout,
             self.config.shutdown_grace,
         )
-        .await
+        .await?;
+        // Writes whose request was dropped may still be finishing: give them what is left of
+        // the grace period, so the runtime does not exit under a commit's cache invalidation.
+        let tasks = &self.state.tasks;
+        tasks.close();
+        let left = self.config.shutdown_grace.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left.max(Duration::from_secs(1)), tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pending = tasks.len(),
+                "grace period over with write tasks still running"
+            );
+        }
+        Ok(())
     }
 }
 

@@ -9,6 +9,14 @@
 //!   write. An entry counts only when its token equals the current one. Tokens are random rather
 //!   than counters so that an evicted generation key (allkeys-lru) can never revalidate old entries.
 //!
+//! A write must never leave a stale list behind (issue #11.12): the routes invalidate after every
+//! committed write (a replayed create and a repeated close too, since the first attempt may have
+//! committed under a request that timed out before invalidating), and they do it in a task the
+//! request's cancellation can't stop. If Redis can't take the new generation, this process stops
+//! reading L2 for that user and retries in the background until Redis takes it (or every entry
+//! of the old generation has expired), so read-your-writes holds here and other replicas catch
+//! up as soon as Redis is back.
+//!
 //! Single flight: concurrent L1 misses for one key share one loader (`try_get_with`), so N
 //! simultaneous misses make one Redis round trip and at most one database query.
 
@@ -41,6 +49,8 @@ pub struct ListCache {
     redis: Option<Redis>,
     l2_ttl: Duration,
     metrics: Arc<Metrics>,
+    /// Users whose new generation Redis has not taken yet: their L2 entries may be stale.
+    unconfirmed: moka::sync::Cache<Arc<str>, ()>,
 }
 
 impl ListCache {
@@ -65,6 +75,10 @@ impl ListCache {
             redis,
             l2_ttl,
             metrics,
+            unconfirmed: moka::sync::Cache::builder()
+                .max_capacity(l1_capacity)
+                .time_to_live(l2_ttl)
+                .build(),
         }
     }
 
@@ -104,7 +118,9 @@ impl ListCache {
         query: ListQuery,
     ) -> Result<Bytes, StoreError> {
         let entry_key = l2_key(user, query);
+        let bypass_l2 = self.unconfirmed.contains_key(user.as_str());
         let generation = match &self.redis {
+            Some(_) if bypass_l2 => None,
             Some(redis) => {
                 let token = uuid::Uuid::new_v4().simple().to_string();
                 // One round trip: adopt a generation (creating one if the user has none) and read
@@ -166,22 +182,41 @@ impl ListCache {
         Ok(json)
     }
 
-    /// Called after a create or close by `user` committed.
+    /// Called after a create or close by `user` committed (or may have: a replay).
     pub async fn invalidate(&self, user: &UserId) {
         self.generations.insert(
             Arc::from(user.as_str()),
             self.next_generation.fetch_add(1, Ordering::Relaxed),
         );
-        if let Some(redis) = &self.redis {
-            let token = uuid::Uuid::new_v4().simple().to_string();
-            let cmd = redis::cmd("SET")
-                .arg(generation_key(user))
-                .arg(token)
-                .arg("EX")
-                .arg(self.generation_ttl_secs())
-                .clone();
-            redis.run::<()>("list_cache_invalidate", cmd).await;
+        let Some(redis) = &self.redis else { return };
+        if self.publish_generation(redis, user).await {
+            return;
         }
+        // Redis did not take it: its entries for this user may be stale. Skip them here and keep
+        // trying until it does, or until every entry of the old generation has expired.
+        let user_key: Arc<str> = Arc::from(user.as_str());
+        self.unconfirmed.insert(user_key.clone(), ());
+        let (redis, unconfirmed) = (redis.clone(), self.unconfirmed.clone());
+        let (user, gen_ttl, give_up) = (
+            user.clone(),
+            self.generation_ttl_secs(),
+            tokio::time::Instant::now() + self.l2_ttl,
+        );
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            while tokio::time::Instant::now() < give_up {
+                tokio::time::sleep(delay).await;
+                if set_generation(&redis, &user, gen_ttl).await {
+                    break;
+                }
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            unconfirmed.invalidate(&user_key);
+        });
+    }
+
+    async fn publish_generation(&self, redis: &Redis, user: &UserId) -> bool {
+        set_generation(redis, user, self.generation_ttl_secs()).await
     }
 
     /// A generation outlives every entry written under it; after that it no longer matters.
@@ -206,6 +241,21 @@ pub fn l2_key(user: &UserId, q: ListQuery) -> String {
         q.limit,
         q.offset
     )
+}
+
+/// Gives `user` a fresh random generation in Redis; `false` when Redis did not answer.
+async fn set_generation(redis: &Redis, user: &UserId, ttl_secs: u64) -> bool {
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let cmd = redis::cmd("SET")
+        .arg(generation_key(user))
+        .arg(token)
+        .arg("EX")
+        .arg(ttl_secs)
+        .clone();
+    redis
+        .run::<()>("list_cache_invalidate", cmd)
+        .await
+        .is_some()
 }
 
 fn generation_key(user: &UserId) -> String {

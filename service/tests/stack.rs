@@ -10,7 +10,7 @@ use common::{TestApp, assert_error, eventually, postgres_config, stack};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use test_support::FaultProxy;
+use test_support::{FaultProxy, url_addr};
 
 async fn pool(db: &str) -> PgPool {
     PgPool::connect(db).await.unwrap()
@@ -189,10 +189,152 @@ async fn replicas_share_the_redis_list_cache_and_its_invalidation() {
     );
 }
 
+/// Waits until `user`'s list pages are in Redis (the L2 fill is written in the background), so a
+/// later stale read would come from there.
+async fn wait_for_l2_fill(redis: &str, user: &str) {
+    let conn = redis::Client::open(redis)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let pattern = format!("tickets:list:{user}:*");
+    let filled = eventually(5, || {
+        let (mut conn, pattern) = (conn.clone(), pattern.clone());
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            !keys.is_empty()
+        }
+    })
+    .await;
+    assert!(filled, "the list reached Redis");
+}
+
+/// Issue #11.12: the first attempt of a write committed but never invalidated the list (its
+/// request was dropped); the client's retry (same key / same close) must refresh it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_create_and_a_repeated_close_refresh_the_list() {
+    let Some(app) = TestApp::postgres().await else {
+        return;
+    };
+    let (_, redis) = stack().unwrap();
+    let user = service::domain::UserId::parse(&app.user).unwrap();
+    assert!(app.list("").await.is_empty());
+    wait_for_l2_fill(&redis, &app.user).await;
+
+    // The first attempt: committed, and nothing after the commit ran.
+    let body = json!({"title": "lost response", "description": "d"});
+    let new = service::domain::NewTicket::try_from(contracts::CreateTicketRequest {
+        title: "lost response".into(),
+        description: "d".into(),
+    })
+    .unwrap();
+    let key = service::domain::IdempotencyKey::parse("retry-1").unwrap();
+    app.state
+        .store
+        .create(&user, &new, Some(&key), "first-attempt")
+        .await
+        .unwrap();
+    let retry = app
+        .req(Method::POST, "/v1/tickets")
+        .header("idempotency-key", "retry-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let ticket: Value = retry.json().await.unwrap();
+    assert_eq!(
+        app.list("").await.len(),
+        1,
+        "the retried create must see its own write"
+    );
+
+    assert_eq!(app.list("?status=OPEN").await.len(), 1);
+    wait_for_l2_fill(&redis, &app.user).await;
+    let id: uuid::Uuid = ticket["id"].as_str().unwrap().parse().unwrap();
+    app.state
+        .store
+        .close(id, &user, "first-attempt")
+        .await
+        .unwrap();
+    let again = app
+        .req(Method::POST, &format!("/v1/tickets/{id}/close"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert!(
+        app.list("?status=OPEN").await.is_empty(),
+        "the repeated close must see its own write"
+    );
+}
+
+/// Issue #11.12: REQUEST_TIMEOUT answers 504 after the create committed (Postgres replies slowly);
+/// the invalidation still runs, so the client's next list shows the ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_response_timed_out_still_refreshes_the_list() {
+    let Some((db, redis)) = stack() else { return };
+    let proxy = FaultProxy::start(url_addr(&db)).await;
+    let mut config = postgres_config(&proxy.rewrite_url(&db), &redis);
+    config.request_timeout = Duration::from_secs(2);
+    let app = TestApp::start(config).await;
+    assert!(app.list("").await.is_empty());
+    wait_for_l2_fill(&redis, &app.user).await;
+
+    // Each reply from Postgres takes 1.5 s: the connection check and the INSERT's reply make 3 s,
+    // the INSERT itself commits at once.
+    proxy.set_latency(Duration::ZERO, Duration::from_millis(1500));
+    let res = app
+        .req(Method::POST, "/v1/tickets")
+        .json(&json!({"title": "slow reply", "description": "d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 504, "{}", res.text().await.unwrap());
+    proxy.set_latency(Duration::ZERO, Duration::ZERO);
+    assert!(
+        eventually(5, || async { app.list("").await.len() == 1 }).await,
+        "the committed ticket stays invisible to its author"
+    );
+}
+
+/// Issue #11.12: Redis missed the invalidation (it was away); this replica must not serve the
+/// stale Redis page once Redis is back, and another replica catches up within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_redis_missed_is_retried() {
+    let Some((db, redis)) = stack() else { return };
+    let proxy = FaultProxy::start(url_addr(&redis)).await;
+    let mut config = postgres_config(&db, &proxy.rewrite_url(&redis));
+    config.list_cache_l1_ttl = Duration::from_millis(200);
+    let a = TestApp::start(config.clone()).await;
+    let mut b = TestApp::start(postgres_config(&db, &redis)).await;
+    b.user = a.user.clone();
+    assert!(a.list("").await.is_empty());
+    wait_for_l2_fill(&redis, &a.user).await;
+
+    proxy.down();
+    a.create("while redis is away").await;
+    proxy.up();
+    assert_eq!(
+        a.list("").await.len(),
+        1,
+        "the writer's replica served a stale page from Redis"
+    );
+    assert!(
+        eventually(5, || async { b.list("").await.len() == 1 }).await,
+        "the other replica still sees the old page"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_the_api_keeps_serving_and_readyz_says_why() {
     let Some((db, redis)) = stack() else { return };
-    let proxy = FaultProxy::start(test_support::url_addr(&redis)).await;
+    let proxy = FaultProxy::start(url_addr(&redis)).await;
     let app = TestApp::start(postgres_config(&db, &proxy.rewrite_url(&redis))).await;
     app.create("before the outage").await;
 
@@ -255,7 +397,7 @@ async fn without_redis_the_api_keeps_serving_and_readyz_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_when_postgres_is_gone() {
     let Some((db, redis)) = stack() else { return };
-    let proxy = FaultProxy::start(test_support::url_addr(&db)).await;
+    let proxy = FaultProxy::start(url_addr(&db)).await;
     let mut config = postgres_config(&proxy.rewrite_url(&db), &redis);
     config.db_acquire_timeout = Duration::from_millis(500);
     let app = TestApp::start(config).await;

@@ -6,7 +6,13 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub struct FaultProxy {
@@ -17,6 +23,8 @@ pub struct FaultProxy {
 
 struct State {
     down: bool,
+    /// Added to every chunk's trip towards the server and towards the client.
+    latency: [Duration; 2],
     /// Cancelled by `down()`: every connection opened since the last `up()` holds a child.
     connections: CancellationToken,
 }
@@ -29,6 +37,7 @@ impl FaultProxy {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             down: false,
+            latency: [Duration::ZERO; 2],
             connections: CancellationToken::new(),
         }));
         let stop = CancellationToken::new();
@@ -47,7 +56,7 @@ impl FaultProxy {
                     }
                     s.connections.child_token()
                 };
-                tokio::spawn(pipe(client, upstream.clone(), token));
+                tokio::spawn(pipe(client, upstream.clone(), token, st.clone()));
             }
         });
         FaultProxy { addr, state, stop }
@@ -70,6 +79,12 @@ impl FaultProxy {
         s.connections = CancellationToken::new();
     }
 
+    /// Delays every chunk by `to_server` on its way to the server and by `to_client` on its way
+    /// back (a slow link, not a slow pipe: chunks in flight overlap). Zero turns it off.
+    pub fn set_latency(&self, to_server: Duration, to_client: Duration) {
+        self.state.lock().unwrap().latency = [to_server, to_client];
+    }
+
     /// `url` with its `host:port` replaced by this proxy's address.
     pub fn rewrite_url(&self, url: &str) -> String {
         url.replacen(url_addr(url), &self.addr.to_string(), 1)
@@ -90,16 +105,80 @@ pub fn url_addr(url: &str) -> &str {
     hostpath.rsplit_once('@').map_or(hostpath, |(_, h)| h)
 }
 
-async fn pipe(mut client: TcpStream, upstream: String, token: CancellationToken) {
-    let Ok(mut server) = TcpStream::connect(upstream).await else {
+async fn pipe(
+    client: TcpStream,
+    upstream: String,
+    token: CancellationToken,
+    state: Arc<Mutex<State>>,
+) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
+    // Handles to set SO_LINGER 0 at `down()`, so dropping the halves then resets the connection.
+    let (Ok(client), Ok(server)) = (with_handle(client), with_handle(server)) else {
+        return;
+    };
+    let ((client, client_handle), (server, server_handle)) = (client, server);
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
     tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        _ = async {
+            tokio::join!(
+                forward(client_read, server_write, state.clone(), 0),
+                forward(server_read, client_write, state, 1),
+            )
+        } => {}
         _ = token.cancelled() => {
             // A reset, not a polite close: what a crashed server or a dropped link looks like.
-            let _ = client.set_zero_linger();
-            let _ = server.set_zero_linger();
+            for handle in [&client_handle, &server_handle] {
+                let _ = socket2::SockRef::from(handle).set_linger(Some(Duration::ZERO));
+            }
         }
     }
+}
+
+/// The stream and a second handle on the same socket (for socket options after the split).
+fn with_handle(stream: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let std = stream.into_std()?;
+    let handle = std.try_clone()?;
+    Ok((TcpStream::from_std(std)?, handle))
+}
+
+/// Copies one direction, each chunk held back by that direction's latency at the time it was
+/// read. A reader task stamps chunks, the writer releases them when due, so latency does not
+/// cap throughput.
+async fn forward(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    state: Arc<Mutex<State>>,
+    direction: usize,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let reader = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let delay = state.lock().unwrap().latency[direction];
+                    if tx
+                        .send((Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((due, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
 }

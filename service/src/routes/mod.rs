@@ -37,6 +37,21 @@ pub fn table() -> Vec<Route> {
     routes
 }
 
+/// Runs a write and what must follow its commit (cache invalidation, idempotency record) as a
+/// task of its own, tracked for shutdown, and waits for it. If the request is dropped meanwhile
+/// (REQUEST_TIMEOUT's 504, client gone) the task still finishes, so a committed write is never
+/// left with a stale list or an unrecorded key behind it (issue #11.12).
+pub(crate) async fn detached<T: Send + 'static>(
+    state: &AppState,
+    work: impl Future<Output = Result<T, crate::error::AppError>> + Send + 'static,
+) -> Result<T, crate::error::AppError> {
+    state
+        .tasks
+        .spawn(work)
+        .await
+        .map_err(|e| crate::error::AppError::Internal(anyhow::anyhow!("write task failed: {e}")))?
+}
+
 /// `(method, path)` of every route, for the OpenAPI check.
 pub fn endpoints() -> Vec<(Method, &'static str)> {
     table().into_iter().map(|r| (r.method, r.path)).collect()

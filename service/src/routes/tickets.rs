@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use contracts::{CreateTicketRequest, Ticket, TicketStatus, headers};
 use serde::Deserialize;
 
-use super::Route;
+use super::{Route, detached};
 use crate::app::AppState;
 use crate::domain::{NewTicket, UserId};
 use crate::error::AppError;
@@ -49,25 +49,29 @@ async fn create_ticket(
     {
         return replay(&state, &new, original, "redis");
     }
-    match state
-        .store
-        .create(&user, &new, key.as_ref(), &request_id)
-        .await?
-    {
-        Created::New(ticket) => {
-            state.lists.invalidate(&user).await;
-            if let Some(key) = &key {
-                state.idempotency.remember(&user, key, &ticket).await;
-            }
-            Ok(created(ticket, false))
+    let task_state = state.clone();
+    let task_new = new.clone();
+    let created = detached(&state, async move {
+        let (state, new) = (task_state, task_new);
+        let created = state
+            .store
+            .create(&user, &new, key.as_ref(), &request_id)
+            .await?;
+        let ticket = match &created {
+            Created::New(t) | Created::Existing(t) => t,
+        };
+        // Also after a replay: the first attempt may have committed under a request that was
+        // dropped before it got here.
+        state.lists.invalidate(&user).await;
+        if let Some(key) = &key {
+            state.idempotency.remember(&user, key, ticket).await;
         }
-        Created::Existing(original) => {
-            let response = replay(&state, &new, original.clone(), "database")?;
-            if let Some(key) = &key {
-                state.idempotency.remember(&user, key, &original).await;
-            }
-            Ok(response)
-        }
+        Ok(created)
+    })
+    .await?;
+    match created {
+        Created::New(ticket) => Ok(created_response(ticket, false)),
+        Created::Existing(original) => replay(&state, &new, original, "database"),
     }
 }
 
@@ -82,10 +86,10 @@ fn replay(
         return Err(AppError::IdempotencyKeyReused);
     }
     state.idempotency.count_replay(source);
-    Ok(created(original, true))
+    Ok(created_response(original, true))
 }
 
-fn created(ticket: Ticket, replayed: bool) -> Response {
+fn created_response(ticket: Ticket, replayed: bool) -> Response {
     let location = format!("/v1/tickets/{}", ticket.id);
     let mut res = (StatusCode::CREATED, axum::Json(ticket)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -199,12 +203,25 @@ async fn close_ticket(
     RequestId(request_id): RequestId,
     TicketId(id): TicketId,
 ) -> Result<axum::Json<Ticket>, AppError> {
-    match state.store.close(id, &user, &request_id).await? {
-        CloseOutcome::Closed(ticket) => {
+    let task_state = state.clone();
+    let outcome = detached(&state, async move {
+        let state = task_state;
+        let outcome = state.store.close(id, &user, &request_id).await?;
+        // Also when already closed: the first attempt may have committed under a request that
+        // was dropped before invalidating.
+        if matches!(
+            outcome,
+            CloseOutcome::Closed(_) | CloseOutcome::AlreadyClosed(_)
+        ) {
             state.lists.invalidate(&user).await;
+        }
+        Ok(outcome)
+    })
+    .await?;
+    match outcome {
+        CloseOutcome::Closed(ticket) | CloseOutcome::AlreadyClosed(ticket) => {
             Ok(axum::Json(ticket))
         }
-        CloseOutcome::AlreadyClosed(ticket) => Ok(axum::Json(ticket)),
         CloseOutcome::Forbidden => Err(AppError::Forbidden),
         CloseOutcome::NotFound => Err(AppError::NotFound("ticket")),
     }
