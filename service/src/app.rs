@@ -154,19 +154,23 @@ impl App {
             self.config.shutdown_grace,
         )
         .await?;
-        // Writes whose request was dropped may still be finishing: give them what is left of
-        // the grace period, so the runtime does not exit under a commit's cache invalidation.
-        let tasks = &self.state.tasks;
-        tasks.close();
+        // Writes whose request was dropped, and cleanups of abandoned uploads, may still be
+        // running: give them what is left of the grace period (at least 5 s), so the runtime
+        // does not exit under a commit's cache invalidation or an object's delete.
+        let trackers: Vec<&TaskTracker> = std::iter::once(&self.state.tasks)
+            .chain(self.state.objects.as_deref().map(ObjectStore::background))
+            .collect();
+        for t in &trackers {
+            t.close();
+        }
         let left = self.config.shutdown_grace.saturating_sub(started.elapsed());
-        if tokio::time::timeout(left.max(Duration::from_secs(1)), tasks.wait())
+        let all_done = futures::future::join_all(trackers.iter().map(|t| t.wait()));
+        if tokio::time::timeout(left.max(Duration::from_secs(5)), all_done)
             .await
             .is_err()
         {
-            tracing::warn!(
-                pending = tasks.len(),
-                "grace period over with write tasks still running"
-            );
+            let pending: usize = trackers.iter().map(|t| t.len()).sum();
+            tracing::warn!(pending, "shutting down with background tasks still running");
         }
         Ok(())
     }

@@ -88,8 +88,10 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_PER_USER", default_value_t = 0)]
     pub rate_limit_per_user: u32,
 
-    /// Time in-flight requests get to finish after SIGTERM/SIGINT.
-    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Time in-flight requests get to finish after SIGTERM/SIGINT. At least
+    /// ATTACHMENT_UPLOAD_TIMEOUT, so an upload in flight during a rolling deploy completes
+    /// (shutdown ends as soon as the last request does; idle connections close at once).
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "65s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
     /// Log one JSON line per request.
@@ -216,6 +218,11 @@ impl Config {
         }
         if self.db_max_connections == 0 {
             return Err("DB_MAX_CONNECTIONS must be at least 1".into());
+        }
+        if self.shutdown_grace < self.attachments.attachment_upload_timeout {
+            return Err(
+                "SHUTDOWN_GRACE must be at least ATTACHMENT_UPLOAD_TIMEOUT (an upload in flight at shutdown may take that long)".into(),
+            );
         }
         if self.body_limit_bytes < 1024 {
             return Err("BODY_LIMIT_BYTES must be at least 1024".into());
@@ -349,6 +356,9 @@ mod tests {
         let mut c = Config::for_tests();
         c.request_timeout = Duration::ZERO;
         assert!(c.validate().unwrap_err().contains("REQUEST_TIMEOUT"));
+        let mut c = Config::for_tests();
+        c.shutdown_grace = Duration::from_secs(10);
+        assert!(c.validate().unwrap_err().contains("SHUTDOWN_GRACE"));
     }
 
     #[test]

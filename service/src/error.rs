@@ -107,7 +107,9 @@ impl IntoResponse for AppError {
 impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(msg) => AppError::Unavailable(msg),
+            StoreError::Unavailable(msg) | StoreError::Interrupted(msg) => {
+                AppError::Unavailable(msg)
+            }
             StoreError::Other(err) => AppError::Internal(err),
         }
     }

@@ -21,6 +21,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPa
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{AttachmentConfig, S3Config};
 use crate::metrics::Metrics;
@@ -59,6 +60,9 @@ pub struct ObjectStore {
     part_bytes: usize,
     uploads: Semaphore,
     metrics: Arc<Metrics>,
+    /// Cleanups of abandoned uploads run in the background; shutdown waits for them, so an
+    /// exiting runtime does not cut a delete short.
+    background: TaskTracker,
 }
 
 impl ObjectStore {
@@ -83,11 +87,17 @@ impl ObjectStore {
             part_bytes: limits.attachment_part_bytes,
             uploads: Semaphore::new(limits.attachment_max_concurrent_uploads),
             metrics,
+            background: TaskTracker::new(),
         }))
     }
 
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    /// Background cleanups still running (shutdown closes and waits for it).
+    pub fn background(&self) -> &TaskTracker {
+        &self.background
     }
 
     /// S3_KEY_PREFIX: every attachment object lives under it.
@@ -500,7 +510,11 @@ impl Drop for Cleanup {
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (store, key) = (self.store.clone(), std::mem::take(&mut self.key));
-            runtime.spawn(async move { run_cleanup(&store, &key, action).await });
+            let tracker = store.background.clone();
+            tracker.spawn_on(
+                async move { run_cleanup(&store, &key, action).await },
+                &runtime,
+            );
         }
     }
 }
@@ -529,5 +543,14 @@ impl StoredObject {
     /// The metadata could not be stored: delete the object now.
     pub async fn discard(mut self) {
         self.cleanup.run().await;
+    }
+
+    /// Whether metadata references the object is unknown (the write failed in a way that may
+    /// have committed): neither keep nor delete; the sweeper deletes it after its grace period
+    /// only if no row references it.
+    pub fn leave_to_sweeper(mut self) {
+        tracing::warn!(key = %self.cleanup.key, "metadata write outcome unknown; object left to the sweeper");
+        self.cleanup.store.count_cleanup("left_to_sweeper", true);
+        self.cleanup.action = Action::Nothing;
     }
 }

@@ -24,6 +24,9 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
     let graceful = GracefulShutdown::new();
+    // Fired when the grace period is over: connections still open are dropped here, not left
+    // to whoever owns the runtime (an embedding test's runtime outlives `serve`).
+    let cut_off = CancellationToken::new();
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -44,9 +47,15 @@ pub async fn serve(
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
+        let cut_off = cut_off.clone();
         tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            tokio::select! {
+                result = conn => if let Err(err) = result {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                },
+                () = cut_off.cancelled() => {
+                    tracing::warn!(%peer, "connection dropped at the end of the grace period");
+                }
             }
         });
     }
@@ -58,7 +67,10 @@ pub async fn serve(
     );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; dropping remaining connections"),
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("grace period over; dropping remaining connections");
+            cut_off.cancel();
+        }
     }
     Ok(())
 }

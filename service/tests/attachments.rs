@@ -8,6 +8,8 @@ mod common;
 use common::{
     TestApp, assert_error, eventually, new_user, postgres_config, s3_stack, stack, test_config,
 };
+use std::time::Duration;
+
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
@@ -571,6 +573,124 @@ async fn an_upload_cut_off_by_the_timeout_leaves_nothing_behind() {
     assert!(aborted, "the started multipart upload was aborted");
     assert_eq!(leftovers(&app, &ticket).await, (0, 0));
     assert!(list(&app, &ticket).await.is_empty());
+}
+
+/// A multipart body: `first`, then `rest` after `pause` (so the test can act in between).
+fn paused_file(first: Vec<u8>, pause: Duration, rest: Vec<u8>, name: &str) -> Form {
+    let body = futures::stream::unfold(0u8, move |step| {
+        let (first, rest) = (first.clone(), rest.clone());
+        async move {
+            match step {
+                0 => Some((Ok::<_, std::io::Error>(first), 1)),
+                1 => {
+                    tokio::time::sleep(pause).await;
+                    Some((Ok(rest), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    Form::new().part(
+        "file",
+        Part::stream(reqwest::Body::wrap_stream(body))
+            .file_name(name.to_owned())
+            .mime_str("text/plain")
+            .unwrap(),
+    )
+}
+
+/// Issue #11.4: the upload timeout fires after the metadata INSERT committed (Postgres replies
+/// slowly) but before the handler could keep the object. The row and its event stay, so the
+/// object must stay too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_off_after_its_commit_keeps_its_object() {
+    let Some((db, redis)) = stack() else { return };
+    let proxy = FaultProxy::start(test_support::url_addr(&db)).await;
+    let mut config = postgres_config(&proxy.rewrite_url(&db), &redis);
+    config.attachments.attachment_upload_timeout = Duration::from_millis(5500);
+    config.db_acquire_timeout = Duration::from_secs(5); // the slow connection check is no timeout
+    let Some(app) = with_s3(config).await else {
+        return;
+    };
+    let ticket = app.create("slow commit").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pool = PgPool::connect(&db).await.unwrap();
+
+    // The owner check runs before the body is read (fast); then every Postgres reply takes 2 s.
+    // On this fresh pool the INSERT needs three round trips: the connection check (reply at
+    // ~2.5 s), the statement's Parse/Describe (~4.5 s), then Execute, which commits at ~4.5 s
+    // and answers at ~6.5 s. The timeout (5.5 s) falls between the commit and its answer.
+    let form = paused_file(
+        b"first half ".to_vec(),
+        Duration::from_millis(500),
+        b"second half".to_vec(),
+        "late.txt",
+    );
+    let request = app
+        .req(Method::POST, &format!("/v1/tickets/{ticket}/attachments"))
+        .multipart(form)
+        .send();
+    let slow_down = async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        proxy.set_latency(Duration::ZERO, Duration::from_secs(2));
+    };
+    let (res, ()) = tokio::join!(request, slow_down);
+    assert_error(res.unwrap(), 504, "timeout").await;
+    proxy.set_latency(Duration::ZERO, Duration::ZERO);
+
+    assert!(
+        eventually(10, || async { attachment_rows(&pool, &ticket).await == 1 }).await,
+        "the metadata committed"
+    );
+    // Give a background delete (what the old code did) time to happen.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        leftovers(&app, &ticket).await,
+        (1, 0),
+        "the object a committed row points at was deleted"
+    );
+    let listed = list(&app, &ticket).await;
+    assert_eq!(listed.len(), 1);
+    let res = download(listed[0]["download_url"].as_str().unwrap()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.bytes().await.unwrap().as_ref(),
+        b"first half second half"
+    );
+}
+
+/// Issue #11.13: an upload in flight when SIGTERM arrives completes (the grace period covers the
+/// upload timeout) instead of being cut off after 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_in_flight_at_shutdown_completes() {
+    let Some((app, pool)) = postgres_app().await else {
+        return;
+    };
+    let ticket = app.create("deploy mid-upload").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let form = paused_file(
+        b"before ".to_vec(),
+        Duration::from_secs(12),
+        b"after".to_vec(),
+        "deploy.txt",
+    );
+    let request = app
+        .req(Method::POST, &format!("/v1/tickets/{ticket}/attachments"))
+        .multipart(form)
+        .send();
+    let stop = app.stop.clone();
+    let sigterm = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.cancel();
+    };
+    let (res, ()) = tokio::join!(request, sigterm);
+    let res = res.expect("the upload was cut off by the shutdown");
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    assert_eq!(attachment_rows(&pool, &ticket).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

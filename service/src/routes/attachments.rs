@@ -3,7 +3,10 @@
 //!
 //! An upload is checked (owner, content type) before a byte is read, streamed to S3 with the
 //! size counted on the way, and only then recorded: metadata and the `ticket.attachment_added`
-//! event in one transaction. Whatever fails after the bytes are stored deletes them again.
+//! event in one transaction. Whatever fails after the bytes are stored and before the metadata
+//! is written deletes them again; when the metadata write's outcome is unknown (a database error,
+//! the request dropped mid-commit) the object is left to the sweeper, which deletes it only if no
+//! row references it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +20,8 @@ use chrono::{SubsecRound, Utc};
 use contracts::Attachment;
 use uuid::Uuid;
 
-use super::Route;
 use super::tickets::owned_by;
+use super::{Route, detached};
 use crate::app::AppState;
 use crate::domain::{AttachmentFilename, ContentType, UserId};
 use crate::error::AppError;
@@ -126,24 +129,49 @@ async fn upload_attachment(
         content_type,
         size_bytes: stored.size(),
     };
-    let meta = match state.store.add_attachment(&user, &new, &request_id).await {
-        Ok(AttachmentAdded::Added(meta)) => meta,
-        Ok(refused) => {
-            stored.discard().await;
-            count("bad_request");
-            return Err(match refused {
-                AttachmentAdded::Forbidden => AppError::Forbidden,
-                _ => AppError::NotFound("ticket"),
-            });
+    // Recording the metadata and deciding the object's fate run as a task the upload timeout
+    // can't cancel: dropped after the commit, the request would otherwise delete the bytes a
+    // committed row and event point at (issue #11.4).
+    let task_state = state.clone();
+    let meta = detached(&state, async move {
+        let state = task_state;
+        let count = |outcome: &str| {
+            state
+                .metrics
+                .attachment_uploads
+                .with_label_values(&[outcome])
+                .inc();
+        };
+        match state.store.add_attachment(&user, &new, &request_id).await {
+            Ok(AttachmentAdded::Added(meta)) => {
+                stored.keep();
+                count("stored");
+                Ok(meta)
+            }
+            Ok(refused) => {
+                stored.discard().await;
+                count("bad_request");
+                Err(match refused {
+                    AttachmentAdded::Forbidden => AppError::Forbidden,
+                    _ => AppError::NotFound("ticket"),
+                })
+            }
+            Err(err) if err.may_have_committed() => {
+                // The connection died with the INSERT in flight: the row may exist. The sweeper
+                // deletes the object only if no row references it.
+                stored.leave_to_sweeper();
+                count("db_error");
+                Err(err.into())
+            }
+            Err(err) => {
+                // Refused by the server or never sent: nothing references the object.
+                stored.discard().await;
+                count("db_error");
+                Err(err.into())
+            }
         }
-        Err(err) => {
-            stored.discard().await;
-            count("db_error");
-            return Err(err.into());
-        }
-    };
-    stored.keep();
-    count("stored");
+    })
+    .await?;
 
     let location = format!("/v1/tickets/{ticket_id}/attachments");
     let body = view(&objects, state.attachments.attachment_url_ttl, meta).await?;

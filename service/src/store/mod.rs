@@ -16,11 +16,23 @@ pub use postgres::{MIGRATOR, PostgresStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached or has no free connection; the request may be retried.
+    /// The database cannot be reached or has no free connection; nothing was sent, the request
+    /// may be retried.
     #[error("{0}")]
     Unavailable(String),
+    /// The connection failed while a statement was in flight: it may or may not have committed.
+    #[error("{0}")]
+    Interrupted(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl StoreError {
+    /// Whether a write that failed this way may still have committed (then what it refers to,
+    /// such as an uploaded object, must not be deleted on the spot).
+    pub fn may_have_committed(&self) -> bool {
+        matches!(self, StoreError::Interrupted(_))
+    }
 }
 
 /// Result of a create.

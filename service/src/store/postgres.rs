@@ -178,11 +178,13 @@ impl TryFrom<TicketRow> for Ticket {
 
 fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |err| match err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => {
+        // Never sent.
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
             StoreError::Unavailable(format!("database unavailable ({context}): {err}"))
+        }
+        // Sent, then the connection failed: the server may have committed.
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
+            StoreError::Interrupted(format!("database connection lost ({context}): {err}"))
         }
         other => StoreError::Other(anyhow::Error::new(other).context(context)),
     }
