@@ -32,6 +32,12 @@ impl App {
         config
             .validate()
             .map_err(|m| anyhow::anyhow!("invalid configuration: {m}"))?;
+        tracing::info!(
+            database = %ops::redact_url(&config.database_url),
+            brokers = %config.kafka_brokers,
+            kafka_options = ?config.kafka_options.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            "notifier starting"
+        );
         let pool = PgPoolOptions::new()
             .max_connections(config.db_max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))

@@ -35,3 +35,14 @@ fn help_and_config_errors_show_no_secrets() {
         "the config error shows a secret:\n{err}"
     );
 }
+
+#[test]
+fn the_start_up_log_shows_where_it_connects_without_the_password() {
+    // Nothing listens on port 1: the notifier logs its start, fails to connect and exits.
+    let out = run(&[], &format!("sasl.password={SECRET}"));
+    assert!(out.contains("postgres://app:***@127.0.0.1:1/db"), "{out}");
+    assert!(
+        !out.contains(SECRET),
+        "the start-up log or error shows a secret:\n{out}"
+    );
+}

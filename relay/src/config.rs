@@ -115,41 +115,8 @@ pub struct Config {
 
     /// librdkafka producer setting `key=value`, repeatable; applied last, so it overrides ours
     /// (e.g. security settings for a real cluster).
-    #[arg(long = "kafka-option", env = "RELAY_KAFKA_OPTIONS", hide_env_values = true, value_delimiter = ',', value_parser = KvParser)]
+    #[arg(long = "kafka-option", env = "RELAY_KAFKA_OPTIONS", hide_env_values = true, value_delimiter = ',', value_parser = ops::KvParser)]
     pub kafka_options: Vec<(String, String)>,
-}
-
-/// `--kafka-option` parser whose errors never quote the value (clap's own message for a failed
-/// `value_parser` fn does, and the value may be a `sasl.password`).
-#[derive(Clone)]
-pub struct KvParser;
-
-impl clap::builder::TypedValueParser for KvParser {
-    type Value = (String, String);
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        _arg: Option<&clap::Arg>,
-        value: &std::ffi::OsStr,
-    ) -> Result<Self::Value, clap::Error> {
-        parse_kv(value.to_str().unwrap_or_default()).map_err(|m| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("--kafka-option / RELAY_KAFKA_OPTIONS: {m}\n"),
-            )
-            .with_cmd(cmd)
-        })
-    }
-}
-
-/// `key=value` → (key, value).
-pub fn parse_kv(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        // The value may be a secret (sasl.password): never echo it.
-        .ok_or_else(|| "expected key=value (the value is not shown)".to_string())?;
-    Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
 impl Config {

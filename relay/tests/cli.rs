@@ -49,3 +49,21 @@ fn help_and_config_errors_show_no_secrets() {
     assert!(err.contains("key=value"), "{err}");
     assert_no_secret("relay's config error", &err);
 }
+
+#[test]
+fn the_start_up_log_shows_where_it_connects_without_the_password() {
+    let relay = env!("CARGO_BIN_EXE_relay");
+    // Nothing listens on port 1: the relay logs its start, fails to connect and exits.
+    let out = run(
+        relay,
+        &[],
+        "RELAY_KAFKA_OPTIONS",
+        &format!("sasl.password={KAFKA_SECRET}"),
+    );
+    assert!(out.contains("postgres://app:***@127.0.0.1:1/db"), "{out}");
+    assert!(
+        out.contains("sasl.password"),
+        "option names are shown: {out}"
+    );
+    assert_no_secret("relay's start-up log and error", &out);
+}

@@ -54,6 +54,22 @@ impl App {
             .validate()
             .map_err(|msg| anyhow::anyhow!("invalid configuration: {msg}"))?;
         let metrics = Arc::new(Metrics::new());
+        tracing::info!(
+            database = config
+                .database_url
+                .as_deref()
+                .map_or("(memory)".into(), ops::redact_url),
+            redis = config
+                .redis_url
+                .as_deref()
+                .map_or("(none)".into(), ops::redact_url),
+            s3_endpoint = config
+                .s3
+                .s3_endpoint
+                .as_deref()
+                .map_or("(none)".into(), ops::redact_url),
+            "service starting"
+        );
 
         let (store, pg_pool): (Arc<dyn TicketStore>, _) = match &config.database_url {
             Some(url) => {

@@ -21,3 +21,34 @@ fn help_shows_no_connection_secrets() {
     );
     assert!(!help.contains(secret), "--help shows a secret:\n{help}");
 }
+
+#[test]
+fn the_start_up_log_shows_where_it_connects_without_the_password() {
+    let secret = "pw-not-for-the-log";
+    // Nothing listens on port 1: the service logs its start, fails to connect and exits.
+    let out = Command::new(env!("CARGO_BIN_EXE_service"))
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("postgres://app:{secret}@127.0.0.1:1/app"),
+        )
+        .env("REDIS_URL", format!("redis://:{secret}@127.0.0.1:1/"))
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("postgres://app:***@127.0.0.1:1/app"),
+        "{text}"
+    );
+    assert!(text.contains("redis://:***@127.0.0.1:1/"), "{text}");
+    assert!(
+        !text.contains(secret),
+        "a password reached the output:\n{text}"
+    );
+}
