@@ -41,7 +41,13 @@ impl App {
         let pool = PgPoolOptions::new()
             .max_connections(config.db_max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
-            .connect(&config.database_url)
+            // No ping before each use: every operation is bounded client-side instead, and a
+            // dead connection fails one attempt, which is retried.
+            .test_before_acquire(false)
+            .connect_with(
+                ops::connect_options(&config.database_url, config.session_limits())
+                    .context("parsing DATABASE_URL")?,
+            )
             .await
             .context("connecting to Postgres (DATABASE_URL)")?;
         let metrics = Arc::new(Metrics::new());
@@ -55,6 +61,9 @@ impl App {
             batch_size: config.batch_size,
             batch_wait: config.batch_wait,
             stalled: Default::default(),
+            db_timeout: config.session_limits().client_timeout(),
+            heartbeat: ops::Heartbeat::new(),
+            stuck_after: config.stuck_after,
         });
         let listener = TcpListener::bind(config.metrics_addr)
             .await
@@ -94,7 +103,7 @@ impl App {
         } = self;
         let router = Router::new()
             .route("/metrics", get(metrics_handler))
-            .route("/healthz", get(|| async { "ok" }))
+            .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .with_state((notifier.clone(), metrics));
         let http_stop = stop.clone();
@@ -125,14 +134,33 @@ async fn metrics_handler(State((_, metrics)): State<HttpState>) -> impl IntoResp
     )
 }
 
+/// Live while the consume loop turns (idle, busy or waiting out an outage): a loop stuck on
+/// anything makes this 503 after `--stuck-after`, so the orchestrator restarts the process.
+async fn healthz(State((notifier, _)): State<HttpState>) -> impl IntoResponse {
+    let age = notifier.heartbeat.age();
+    if age > notifier.stuck_after {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "stuck: the consume loop has not turned for {}s\n",
+                age.as_secs()
+            ),
+        )
+    } else {
+        (StatusCode::OK, "ok\n".to_string())
+    }
+}
+
 /// Ready when Postgres answers, the consumer holds at least one partition and is not waiting
 /// out a database failure (then `stalled` says why, since when and how many attempts).
 async fn readyz(State((notifier, _)): State<HttpState>) -> impl IntoResponse {
-    let db = sqlx::query("SELECT 1")
-        .execute(&notifier.pool)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string());
+    let db = ops::bounded(
+        notifier.db_timeout,
+        sqlx::query("SELECT 1").execute(&notifier.pool),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string());
     let assigned = notifier.assignment_size().map_err(|e| e.to_string());
     let stall = notifier.stall();
     let ok = db.is_ok() && matches!(assigned, Ok(n) if n > 0) && stall.is_none();

@@ -70,6 +70,20 @@ pub struct Config {
     #[arg(long, env = "NOTIFIER_METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,
 
+    /// Server-side `statement_timeout` of every notifier session; the notifier itself gives up
+    /// on an operation 5 s after it and treats that as Postgres unavailable (waited out).
+    #[arg(long, env = "NOTIFIER_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub db_statement_timeout: Duration,
+
+    /// Server-side `idle_in_transaction_session_timeout` of every notifier session.
+    #[arg(long, env = "NOTIFIER_DB_IDLE_IN_TRANSACTION_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub db_idle_in_transaction_timeout: Duration,
+
+    /// `/healthz` fails when the consume loop has not turned for this long (a stuck worker
+    /// behind a live HTTP endpoint). Waiting out a database outage counts as turning.
+    #[arg(long, env = "NOTIFIER_STUCK_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub stuck_after: Duration,
+
     /// Postgres connections.
     #[arg(long, env = "NOTIFIER_DB_MAX_CONNECTIONS", default_value_t = 4)]
     pub db_max_connections: u32,
@@ -115,10 +129,33 @@ impl Config {
         if self.topic == self.dlq_topic {
             return Err("NOTIFIER_DLQ_TOPIC must differ from NOTIFIER_TOPIC".into());
         }
+        if self.db_statement_timeout.is_zero() || self.db_idle_in_transaction_timeout.is_zero() {
+            return Err(
+                "NOTIFIER_DB_STATEMENT_TIMEOUT and NOTIFIER_DB_IDLE_IN_TRANSACTION_TIMEOUT must be > 0"
+                    .into(),
+            );
+        }
+        let turn =
+            self.session_limits().client_timeout().max(self.retry_max) + Duration::from_secs(5);
+        if self.stuck_after < turn * 2 {
+            return Err(format!(
+                "NOTIFIER_STUCK_AFTER must be at least {:?}: twice the longest turn of the loop \
+                 (a database operation or a retry delay, plus a DLQ publish)",
+                turn * 2
+            ));
+        }
         if self.session_timeout < Duration::from_secs(1) {
             return Err("NOTIFIER_SESSION_TIMEOUT must be at least 1s".into());
         }
         Ok(())
+    }
+
+    /// The server-side limits every session of the notifier's pool gets.
+    pub fn session_limits(&self) -> ops::SessionLimits {
+        ops::SessionLimits {
+            statement_timeout: self.db_statement_timeout,
+            idle_in_transaction_timeout: self.db_idle_in_transaction_timeout,
+        }
     }
 
     /// Exponential backoff between attempts while Postgres is unavailable: `base * factor^n`,

@@ -189,6 +189,11 @@ pub struct Notifier {
     pub(crate) batch_wait: Duration,
     /// Why and since when the consumer is waiting out a transient failure (for `/readyz`).
     pub(crate) stalled: Mutex<Option<Stall>>,
+    /// Client-side bound of one database operation (server limit + round trip).
+    pub(crate) db_timeout: Duration,
+    /// Beaten on every turn of the consume loop, idle or busy.
+    pub(crate) heartbeat: ops::Heartbeat,
+    pub(crate) stuck_after: Duration,
 }
 
 /// A transient failure being waited out.
@@ -214,10 +219,13 @@ impl Notifier {
     pub async fn run(&self, stop: CancellationToken) {
         let mut carry: Carry<'_> = Vec::new();
         loop {
+            self.heartbeat.beat();
             let mut batch = std::mem::take(&mut carry);
             if batch.is_empty() {
                 let first = tokio::select! {
                     m = self.consumer.recv() => m,
+                    // Idle: turn anyway, so liveness sees the loop alive.
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     _ = stop.cancelled() => break,
                 };
                 match first {
@@ -347,8 +355,9 @@ impl Notifier {
         loop {
             attempts += 1;
             let started = Instant::now();
+            self.heartbeat.beat();
             let result = tokio::select! {
-                r = handler::record(&self.pool, notes) => r,
+                r = ops::bounded(self.db_timeout, handler::record(&self.pool, notes)) => r,
                 _ = stop.cancelled() => return None,
             };
             match result {
@@ -393,6 +402,7 @@ impl Notifier {
         self.pause_assignment();
         let until = tokio::time::Instant::now() + delay;
         loop {
+            self.heartbeat.beat();
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => return true,
                 _ = stop.cancelled() => return false,
@@ -477,6 +487,7 @@ impl Notifier {
         let source = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
         tracing::error!(error = %error_text, %source, "permanent error: message dead-lettered");
         loop {
+            self.heartbeat.beat();
             let mut headers = OwnedHeaders::new();
             if let Some(original) = msg.headers() {
                 for h in original.iter() {

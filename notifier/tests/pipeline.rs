@@ -234,10 +234,17 @@ async fn a_postgres_outage_dead_letters_nothing_and_loses_nothing() {
     })
     .await;
 
-    proxy.down();
+    // First half: Postgres silent (bytes swallowed, nothing closed: a half-open connection after
+    // a failover); second half: every connection reset and refused (Postgres down).
+    proxy.blackhole();
     let outage_started = std::time::Instant::now();
     let mut stalled_seen = false;
+    let mut reset = false;
     while outage_started.elapsed() < outage {
+        if !reset && outage_started.elapsed() >= outage / 2 {
+            proxy.down();
+            reset = true;
+        }
         sent.extend(produce(10).await); // traffic keeps arriving: ~5 events a second
         tokio::time::sleep(Duration::from_secs(2)).await;
         if scrape(n.addr, "notifier_stalled").await == 1.0 {

@@ -2,5 +2,9 @@
 //! server here too). Nothing in it may print a secret.
 
 pub mod config;
+pub mod health;
+pub mod postgres;
 
 pub use config::{KvParser, parse_kv, redact_url};
+pub use health::Heartbeat;
+pub use postgres::{SessionLimits, bounded, connect_options};

@@ -44,7 +44,13 @@ impl App {
         let pool = PgPoolOptions::new()
             .max_connections(config.db_max_connections.max(3))
             .acquire_timeout(Duration::from_secs(5))
-            .connect(config.database_url())
+            // No ping before each use (a round trip per statement): every operation is bounded
+            // client-side instead, and a dead connection fails one step, which is retried.
+            .test_before_acquire(false)
+            .connect_with(
+                ops::connect_options(config.database_url(), config.session_limits())
+                    .context("parsing DATABASE_URL")?,
+            )
             .await
             .context("connecting to Postgres (DATABASE_URL)")?;
         let producer = publish::producer(&config)?;
@@ -61,6 +67,8 @@ impl App {
             maintenance_interval: config.maintenance_interval,
             retention: config.retention,
             retention_batch: config.retention_batch,
+            db_timeout: config.session_limits().client_timeout(),
+            stuck_after: config.stuck_after,
         };
         let listen = settings.listen;
         let relay = Arc::new(Relay::new(pool, publisher, metrics.clone(), settings));
@@ -114,7 +122,7 @@ impl App {
         tasks.spawn(relay.clone().run_maintenance(stop.clone()));
         let router = Router::new()
             .route("/metrics", get(metrics_handler))
-            .route("/healthz", get(|| async { "ok" }))
+            .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .with_state((relay.clone(), metrics));
         let http_stop = stop.clone();
@@ -142,6 +150,23 @@ async fn metrics_handler(State((_, metrics)): State<HttpState>) -> impl IntoResp
         )],
         metrics.render(),
     )
+}
+
+/// Live while the step loop turns: a step that hangs (whatever it waits for) makes this 503
+/// after `--stuck-after`, so the orchestrator restarts the process.
+async fn healthz(State((relay, _)): State<HttpState>) -> impl IntoResponse {
+    let age = relay.heartbeat().age();
+    if age > relay.stuck_after() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "stuck: the step loop has not turned for {}s\n",
+                age.as_secs()
+            ),
+        )
+    } else {
+        (StatusCode::OK, "ok\n".to_string())
+    }
 }
 
 /// Ready when both Postgres and the broker answer (API-7's Kafka check lives here: the API itself

@@ -109,6 +109,22 @@ pub struct Config {
     #[arg(long, env = "RELAY_METRICS_ADDR", default_value = "127.0.0.1:9101")]
     pub metrics_addr: SocketAddr,
 
+    /// Server-side `statement_timeout` of every relay session; the relay itself gives up on an
+    /// operation 5 s after it (a half-open connection after a failover fails the step instead
+    /// of hanging it).
+    #[arg(long, env = "RELAY_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub db_statement_timeout: Duration,
+
+    /// Server-side `idle_in_transaction_session_timeout` of every relay session.
+    #[arg(long, env = "RELAY_DB_IDLE_IN_TRANSACTION_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub db_idle_in_transaction_timeout: Duration,
+
+    /// `/healthz` fails when the step loop has not completed a turn for this long (a stuck
+    /// worker behind a live HTTP endpoint). Must exceed the longest legitimate turn: the delivery
+    /// timeout plus three database operations.
+    #[arg(long, env = "RELAY_STUCK_AFTER", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub stuck_after: Duration,
+
     /// Postgres connections (claim/mark, listener, maintenance, stats).
     #[arg(long, env = "RELAY_DB_MAX_CONNECTIONS", default_value_t = 4)]
     pub db_max_connections: u32,
@@ -170,6 +186,14 @@ impl Config {
         Ok(timeout)
     }
 
+    /// The server-side limits every session of the relay's pool gets.
+    pub fn session_limits(&self) -> ops::SessionLimits {
+        ops::SessionLimits {
+            statement_timeout: self.db_statement_timeout,
+            idle_in_transaction_timeout: self.db_idle_in_transaction_timeout,
+        }
+    }
+
     /// Names the offending variable, so a bad deployment fails fast and clearly.
     pub fn validate(&self) -> Result<(), String> {
         if self.database_url.as_deref().unwrap_or_default().is_empty() {
@@ -185,13 +209,25 @@ impl Config {
             return Err("RELAY_RETRY_BASE must be > 0 and <= RELAY_RETRY_MAX".into());
         }
         let delivery = self.effective_delivery_timeout()?;
-        if self.claim_timeout < delivery + MARK_MARGIN {
+        if self.db_statement_timeout.is_zero() || self.db_idle_in_transaction_timeout.is_zero() {
+            return Err(
+                "RELAY_DB_STATEMENT_TIMEOUT and RELAY_DB_IDLE_IN_TRANSACTION_TIMEOUT must be > 0"
+                    .into(),
+            );
+        }
+        let db = self.session_limits().client_timeout();
+        if self.claim_timeout < delivery + db.max(MARK_MARGIN) {
             return Err(format!(
-                "RELAY_CLAIM_TIMEOUT ({:?}) must exceed the delivery timeout in effect ({delivery:?}, \
-                 from RELAY_DELIVERY_TIMEOUT or a message.timeout.ms/delivery.timeout.ms in \
-                 RELAY_KAFKA_OPTIONS) by at least {MARK_MARGIN:?} for the mark, or the reaper hands \
-                 back rows still being published",
-                self.claim_timeout
+                "RELAY_CLAIM_TIMEOUT ({:?}) must exceed the delivery timeout ({delivery:?}) plus                  the time a mark may take ({:?}: RELAY_DB_STATEMENT_TIMEOUT + 5 s)",
+                self.claim_timeout,
+                db.max(MARK_MARGIN)
+            ));
+        }
+        if self.stuck_after < delivery + db * 3 {
+            return Err(format!(
+                "RELAY_STUCK_AFTER ({:?}) must exceed the longest step: the delivery timeout                  ({delivery:?}) plus three database operations ({:?})",
+                self.stuck_after,
+                db * 3
             ));
         }
         if self.retention_batch == 0 {

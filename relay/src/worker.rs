@@ -42,6 +42,10 @@ pub struct Settings {
     pub maintenance_interval: Duration,
     pub retention: Duration,
     pub retention_batch: u32,
+    /// Client-side bound of one database operation (server limit + round trip).
+    pub db_timeout: Duration,
+    /// `/healthz` fails when the step loop has not turned for this long.
+    pub stuck_after: Duration,
 }
 
 pub struct Relay {
@@ -49,6 +53,7 @@ pub struct Relay {
     publisher: Publisher,
     metrics: Arc<Metrics>,
     settings: Settings,
+    heartbeat: ops::Heartbeat,
 }
 
 impl Relay {
@@ -63,7 +68,17 @@ impl Relay {
             publisher,
             metrics,
             settings,
+            heartbeat: ops::Heartbeat::new(),
         }
+    }
+
+    /// Beaten on every turn of the step loop.
+    pub fn heartbeat(&self) -> &ops::Heartbeat {
+        &self.heartbeat
+    }
+
+    pub fn stuck_after(&self) -> Duration {
+        self.settings.stuck_after
     }
 
     pub fn id(&self) -> &str {
@@ -86,10 +101,13 @@ impl Relay {
 
     /// First part of a step (public so tests can stop between the parts, as a crash would).
     pub async fn claim(&self) -> sqlx::Result<Vec<OutboxRow>> {
-        let rows = outbox::claim(
-            &self.pool,
-            &self.settings.relay_id,
-            self.settings.batch_size,
+        let rows = ops::bounded(
+            self.settings.db_timeout,
+            outbox::claim(
+                &self.pool,
+                &self.settings.relay_id,
+                self.settings.batch_size,
+            ),
         )
         .await?;
         if !rows.is_empty() {
@@ -112,7 +130,11 @@ impl Relay {
     /// a backoff. If this fails the rows stay `processing` and the reaper re-publishes them later:
     /// a duplicate, never a loss.
     pub async fn mark(&self, rows: &[OutboxRow], result: &BatchResult) -> anyhow::Result<Outcome> {
-        outbox::mark_sent(&self.pool, &result.acked).await?;
+        ops::bounded(
+            self.settings.db_timeout,
+            outbox::mark_sent(&self.pool, &result.acked),
+        )
+        .await?;
         let now = Utc::now();
         let acked: std::collections::HashSet<i64> = result.acked.iter().copied().collect();
         for row in rows.iter().filter(|r| acked.contains(&r.id)) {
@@ -135,13 +157,16 @@ impl Relay {
         }
         for (error, ids) in &by_error {
             tracing::warn!(relay = %self.settings.relay_id, rows = ids.len(), %error, "publish failed; rows rescheduled");
-            outbox::mark_failed(
-                &self.pool,
-                &self.settings.relay_id,
-                ids,
-                error,
-                self.settings.retry_base,
-                self.settings.retry_max,
+            ops::bounded(
+                self.settings.db_timeout,
+                outbox::mark_failed(
+                    &self.pool,
+                    &self.settings.relay_id,
+                    ids,
+                    error,
+                    self.settings.retry_base,
+                    self.settings.retry_max,
+                ),
             )
             .await?;
         }
@@ -154,7 +179,11 @@ impl Relay {
 
     /// Reaper and retention, once.
     pub async fn maintain(&self) -> sqlx::Result<(u64, u64)> {
-        let reaped = outbox::reap(&self.pool, self.settings.claim_timeout).await?;
+        let reaped = ops::bounded(
+            self.settings.db_timeout,
+            outbox::reap(&self.pool, self.settings.claim_timeout),
+        )
+        .await?;
         if reaped > 0 {
             tracing::warn!(rows = reaped, "reaper returned expired claims to pending");
             self.metrics.reaped.inc_by(reaped);
@@ -162,11 +191,14 @@ impl Relay {
         let purged = if self.settings.retention.is_zero() {
             0
         } else {
-            outbox::purge_sent(
-                &self.pool,
-                self.settings.retention,
-                self.settings.retention_batch,
-                20,
+            ops::bounded(
+                self.settings.db_timeout * 20,
+                outbox::purge_sent(
+                    &self.pool,
+                    self.settings.retention,
+                    self.settings.retention_batch,
+                    20,
+                ),
             )
             .await?
         };
@@ -176,7 +208,7 @@ impl Relay {
 
     /// Refreshes the backlog gauges.
     pub async fn refresh_backlog(&self) -> sqlx::Result<outbox::Backlog> {
-        let b = outbox::backlog(&self.pool).await?;
+        let b = ops::bounded(self.settings.db_timeout, outbox::backlog(&self.pool)).await?;
         self.metrics.outbox_pending.set(b.pending);
         self.metrics.outbox_processing.set(b.processing);
         self.metrics.outbox_lag_seconds.set(b.oldest_unsent_seconds);
@@ -188,6 +220,7 @@ impl Relay {
     pub async fn run_steps(self: Arc<Self>, wake: Arc<Notify>, stop: CancellationToken) {
         let mut error_backoff = Duration::from_millis(100);
         while !stop.is_cancelled() {
+            self.heartbeat.beat();
             match self.relay_once().await {
                 Ok(Outcome::Relayed { claimed, .. })
                     if claimed as u32 >= self.settings.batch_size =>

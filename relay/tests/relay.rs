@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::{World, eventually, scrape};
 use contracts::EventEnvelope;
 use relay::{App, Outcome};
+use test_support::{FaultProxy, url_addr};
 use uuid::Uuid;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -221,6 +222,58 @@ async fn per_ticket_order_holds_under_chaos_with_three_relays() {
         tickets.len(),
         out_of_order[0]
     );
+}
+
+/// Issue #11.10: Postgres goes silent under the relay (no reset, no answer: a half-open
+/// connection after a failover). The relay must not hang: readiness answers 503 within its
+/// database timeout, the loop keeps turning (liveness 200), and once a server answers again
+/// every event is published.
+#[tokio::test]
+async fn a_database_gone_silent_fails_fast_and_the_relay_recovers() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    let proxy = FaultProxy::start(url_addr(&world.db_url)).await;
+    let mut config = world.relay_config();
+    config.database_url = Some(proxy.rewrite_url(&world.db_url));
+    config.db_statement_timeout = Duration::from_secs(1); // the relay gives up after 6 s
+    config.no_listen = true; // polling only: the LISTEN connection would hide nothing here
+    let (addr, stop, handle) = start(config).await;
+    world.insert_events(10).await;
+    eventually(LONG, "the first 10 sent", || async {
+        world.status_counts().await.get("sent") == Some(&10)
+    })
+    .await;
+
+    proxy.blackhole();
+    world.insert_events(10).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let ready = client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .expect("/readyz hung on the silent database");
+    assert_eq!(ready.status(), 503);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_secs(8)).await; // a step has timed out by now
+    let live = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200, "the loop keeps turning");
+
+    proxy.up();
+    eventually(LONG, "all 20 sent once Postgres answers", || async {
+        world.status_counts().await.get("sent") == Some(&20)
+    })
+    .await;
+    stop.cancel();
+    handle.await.unwrap().unwrap();
 }
 
 #[tokio::test]

@@ -77,6 +77,7 @@ impl App {
                     url,
                     config.db_max_connections,
                     config.db_acquire_timeout,
+                    config.session_limits(),
                     config.migrate,
                 )
                 .await?;

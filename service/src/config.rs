@@ -43,6 +43,15 @@ pub struct Config {
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub db_acquire_timeout: Duration,
 
+    /// Server-side `statement_timeout` of every session: a query whose request was dropped (or
+    /// timed out) is cancelled by Postgres by then instead of running on.
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub db_statement_timeout: Duration,
+
+    /// Server-side `idle_in_transaction_session_timeout` of every session.
+    #[arg(long, env = "DB_IDLE_IN_TRANSACTION_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub db_idle_in_transaction_timeout: Duration,
+
     /// Apply migrations at start (Postgres mode only).
     #[arg(long, env = "MIGRATE", default_value_t = false)]
     pub migrate: bool,
@@ -197,12 +206,25 @@ pub const MAX_URL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Config {
     /// Checks what clap cannot; the error names the variable to fix.
+    /// The server-side limits every session of the API's pool gets.
+    pub fn session_limits(&self) -> ops::SessionLimits {
+        ops::SessionLimits {
+            statement_timeout: self.db_statement_timeout,
+            idle_in_transaction_timeout: self.db_idle_in_transaction_timeout,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         let nonzero = [
             ("REQUEST_TIMEOUT", self.request_timeout),
             ("HEADER_READ_TIMEOUT", self.header_read_timeout),
             ("REDIS_TIMEOUT", self.redis_timeout),
             ("DB_ACQUIRE_TIMEOUT", self.db_acquire_timeout),
+            ("DB_STATEMENT_TIMEOUT", self.db_statement_timeout),
+            (
+                "DB_IDLE_IN_TRANSACTION_TIMEOUT",
+                self.db_idle_in_transaction_timeout,
+            ),
             ("LIST_CACHE_L1_TTL", self.list_cache_l1_ttl),
             ("LIST_CACHE_TTL", self.list_cache_ttl),
             ("IDEMPOTENCY_TTL", self.idempotency_ttl),

@@ -36,7 +36,13 @@ pub async fn run_cli() -> anyhow::Result<()> {
                 .database_url
                 .as_deref()
                 .context("DATABASE_URL must be set to migrate")?;
-            store::PostgresStore::connect(url, 1, config.db_acquire_timeout, true).await?;
+            // A migration may rewrite a big table: no statement limit (0 turns it off).
+            let unlimited = ops::SessionLimits {
+                statement_timeout: std::time::Duration::ZERO,
+                idle_in_transaction_timeout: config.db_idle_in_transaction_timeout,
+            };
+            store::PostgresStore::connect(url, 1, config.db_acquire_timeout, unlimited, true)
+                .await?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -50,8 +56,14 @@ pub async fn run_cli() -> anyhow::Result<()> {
                 objects::ObjectStore::from_config(&config.s3, &config.attachments, metrics)
                     .await
                     .context("S3_BUCKET must be set to sweep attachments")?;
-            let store =
-                store::PostgresStore::connect(url, 2, config.db_acquire_timeout, false).await?;
+            let store = store::PostgresStore::connect(
+                url,
+                2,
+                config.db_acquire_timeout,
+                config.session_limits(),
+                false,
+            )
+            .await?;
             let swept = sweep::sweep_once(
                 &objects,
                 store.pool(),

@@ -496,3 +496,33 @@ async fn shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
         "no new connections"
     );
 }
+
+/// Issue #11.10: every session of the API's pool carries the server-side limits, so a query
+/// whose request was dropped is cancelled by Postgres instead of running on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_sessions_carry_statement_and_idle_transaction_limits() {
+    let Some((db, redis)) = stack() else { return };
+    let mut config = postgres_config(&db, &redis);
+    config.db_statement_timeout = Duration::from_millis(700);
+    config.db_idle_in_transaction_timeout = Duration::from_secs(3);
+    let app = TestApp::start(config).await;
+    let pool = app.state.pg_pool.clone().unwrap();
+    let (statement, idle): (String, String) = sqlx::query_as(
+        "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((statement.as_str(), idle.as_str()), ("700ms", "3s"));
+    let started = std::time::Instant::now();
+    let err = sqlx::query("SELECT pg_sleep(5)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("57014"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

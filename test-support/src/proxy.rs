@@ -23,6 +23,9 @@ pub struct FaultProxy {
 
 struct State {
     down: bool,
+    /// Bytes are swallowed both ways and nothing is closed: a server gone without a word (a
+    /// half-open connection after a failover, a dropped route).
+    blackhole: bool,
     /// Added to every chunk's trip towards the server and towards the client.
     latency: [Duration; 2],
     /// Cancelled by `down()`: every connection opened since the last `up()` holds a child.
@@ -37,6 +40,7 @@ impl FaultProxy {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             down: false,
+            blackhole: false,
             latency: [Duration::ZERO; 2],
             connections: CancellationToken::new(),
         }));
@@ -73,9 +77,17 @@ impl FaultProxy {
         s.connections.cancel();
     }
 
+    /// Swallows every byte both ways from now on, closing nothing. The bytes are gone for good:
+    /// after `up()` the old connections are garbage, as after a failover to a new server.
+    pub fn blackhole(&self) {
+        self.state.lock().unwrap().blackhole = true;
+    }
+
+    /// Ends `down()` and `blackhole()`.
     pub fn up(&self) {
         let mut s = self.state.lock().unwrap();
         s.down = false;
+        s.blackhole = false;
         s.connections = CancellationToken::new();
     }
 
@@ -160,7 +172,13 @@ async fn forward(
             match from.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let delay = state.lock().unwrap().latency[direction];
+                    let (delay, swallow) = {
+                        let s = state.lock().unwrap();
+                        (s.latency[direction], s.blackhole)
+                    };
+                    if swallow {
+                        continue;
+                    }
                     if tx
                         .send((Instant::now() + delay, buf[..n].to_vec()))
                         .is_err()

@@ -196,13 +196,14 @@ impl PostgresStore {
         url: &str,
         max_connections: u32,
         acquire_timeout: Duration,
+        limits: ops::SessionLimits,
         migrate: bool,
     ) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(max_connections.min(4))
             .acquire_timeout(acquire_timeout)
-            .connect(url)
+            .connect_with(ops::connect_options(url, limits).context("parsing DATABASE_URL")?)
             .await
             .context("connecting to DATABASE_URL")?;
         if migrate {
