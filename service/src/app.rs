@@ -163,12 +163,20 @@ impl App {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let started = tokio::time::Instant::now();
+        self.state
+            .metrics
+            .http_connections_max
+            .set(self.config.max_connections as i64);
         server::serve(
             self.listener,
             self.router,
             self.shutdown,
-            self.config.header_read_timeout,
-            self.config.shutdown_grace,
+            server::ServerLimits {
+                header_read_timeout: self.config.header_read_timeout,
+                max_connections: self.config.max_connections,
+                grace: self.config.shutdown_grace,
+            },
+            self.state.metrics.http_connections.clone(),
         )
         .await?;
         // Writes whose request was dropped, and cleanups of abandoned uploads, may still be

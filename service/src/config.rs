@@ -68,9 +68,17 @@ pub struct Config {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
-    /// Time a client has to send the request headers before the connection is closed.
+    /// Time a client has to send a request's headers, counted from the moment the connection
+    /// opens or the previous response went out: a connection that sends nothing (or half a
+    /// request line) is closed after it, and so is an idle keep-alive connection.
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// Client connections served at once; past it new connections wait in the listen backlog
+    /// until one closes (keep it under the process's file-descriptor limit, with room for the
+    /// pools).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 
     /// Maximum request body in bytes (413 above it).
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
@@ -240,6 +248,9 @@ impl Config {
         }
         if self.db_max_connections == 0 {
             return Err("DB_MAX_CONNECTIONS must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return Err("MAX_CONNECTIONS must be at least 1".into());
         }
         if self.shutdown_grace < self.attachments.attachment_upload_timeout {
             return Err(

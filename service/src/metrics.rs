@@ -16,6 +16,9 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub http_in_flight: IntGauge,
+    /// Client connections open now, and how many the cap allows.
+    pub http_connections: IntGauge,
+    pub http_connections_max: IntGauge,
     /// `cache="list"`, `layer="l1"|"l2"`, `result="hit"|"miss"`.
     pub cache_requests: IntCounterVec,
     /// Loads that reached the database after missing both cache layers.
@@ -57,6 +60,13 @@ impl Metrics {
         .expect("valid metric");
         let http_in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being served")
             .expect("valid metric");
+        let http_connections = IntGauge::new(
+            "http_connections_open",
+            "Client connections open (at MAX_CONNECTIONS new ones wait in the listen backlog)",
+        )
+        .expect("valid metric");
+        let http_connections_max =
+            IntGauge::new("http_connections_max", "MAX_CONNECTIONS").expect("valid metric");
         let cache_requests = IntCounterVec::new(
             Opts::new(
                 "cache_requests_total",
@@ -131,9 +141,11 @@ impl Metrics {
         registry
             .register(Box::new(http_duration.clone()))
             .expect("unique metric");
-        registry
-            .register(Box::new(http_in_flight.clone()))
-            .expect("unique metric");
+        for g in [&http_in_flight, &http_connections, &http_connections_max] {
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+        }
         registry
             .register(Box::new(db_pool.clone()))
             .expect("unique metric");
@@ -142,6 +154,8 @@ impl Metrics {
             http_requests,
             http_duration,
             http_in_flight,
+            http_connections,
+            http_connections_max,
             cache_requests,
             cache_db_loads,
             redis_degraded,

@@ -1,34 +1,59 @@
-//! The HTTP server loop: hyper with a header-read timeout (which `axum::serve` does not expose),
-//! TCP_NODELAY, and graceful shutdown that lets in-flight requests finish.
+//! The HTTP server loop: hyper's HTTP/1.1 server with a header-read timeout (which `axum::serve`
+//! does not expose), a cap on open connections, TCP_NODELAY, and graceful shutdown that lets
+//! in-flight requests finish.
+//!
+//! HTTP/1.1 only (issue #11.6): the protocol-sniffing auto builder read a connection's first
+//! bytes with no timeout, so a client that sent nothing, or half an HTTP/2 preface, held its
+//! connection forever. hyper's HTTP/1 server starts the header-read timer as soon as it waits
+//! for a request head, on a new connection and between keep-alive requests alike, so every such
+//! connection is closed after HEADER_READ_TIMEOUT. (An HTTP/2 preface is an invalid HTTP/1
+//! request and is answered and closed at once.)
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use prometheus::IntGauge;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+/// Limits of the server loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub grace: Duration,
+}
 
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
-    header_read_timeout: Duration,
-    grace: Duration,
+    limits: ServerLimits,
+    connections: IntGauge,
 ) -> anyhow::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let grace = limits.grace;
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     // Fired when the grace period is over: connections still open are dropped here, not left
     // to whoever owns the runtime (an embedding test's runtime outlives `serve`).
     let cut_off = CancellationToken::new();
 
     loop {
+        // At the cap, stop accepting: new connections wait in the kernel's backlog.
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -43,12 +68,12 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         let cut_off = cut_off.clone();
+        let open = OpenConnection::new(&connections, slot);
         tokio::spawn(async move {
+            let _open = open;
             tokio::select! {
                 result = conn => if let Err(err) = result {
                     tracing::debug!(%peer, error = %err, "connection ended with an error");
@@ -73,6 +98,28 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Holds a connection's slot under the cap and counts it in the gauge until dropped.
+struct OpenConnection {
+    gauge: IntGauge,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(gauge: &IntGauge, slot: OwnedSemaphorePermit) -> Self {
+        gauge.inc();
+        Self {
+            gauge: gauge.clone(),
+            _slot: slot,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -148,3 +148,89 @@ async fn oversized_or_garbled_request_ids_are_replaced() {
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], good);
 }
+
+/// Issue #11.6: 2,000 connections that send nothing, half an HTTP/2 preface, or a whole one and
+/// nothing more are all closed within the header-read timeout, and normal requests are served
+/// throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_half_open_connections_are_closed_and_others_served() {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut config = test_config();
+    config.header_read_timeout = Duration::from_secs(1);
+    let app = TestApp::start(config).await;
+
+    let mut idle = Vec::with_capacity(2_000);
+    for i in 0..2_000 {
+        let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        match i % 3 {
+            0 => {}
+            1 => s.write_all(&PREFACE[..16]).await.unwrap(),
+            _ => s.write_all(PREFACE).await.unwrap(),
+        }
+        idle.push(s);
+    }
+    let opened = std::time::Instant::now();
+
+    // Normal traffic meanwhile: every request answered.
+    let served = async {
+        let mut ok = 0;
+        while opened.elapsed() < Duration::from_secs(3) {
+            let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            ok += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ok
+    };
+    // Every idle connection ends (EOF, reset, or an error answer then EOF) within the timeout.
+    let closed = futures::future::join_all(idle.into_iter().map(|mut s| async move {
+        let mut sink = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink))
+            .await
+            .is_ok()
+    }));
+    let (ok, closed) = tokio::join!(served, closed);
+    let still_open = closed.iter().filter(|c| !**c).count();
+    assert_eq!(
+        still_open, 0,
+        "{still_open} of 2000 idle connections were still open 5 s after the 1 s timeout"
+    );
+    assert!(ok > 10, "normal requests were served meanwhile ({ok})");
+    assert!(
+        opened.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        opened.elapsed()
+    );
+}
+
+/// Issue #11.6: past MAX_CONNECTIONS the server stops accepting (the kernel queues new
+/// connections) instead of running out of file descriptors; a queued client is served as soon
+/// as a slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_wait_for_a_free_slot() {
+    let mut config = test_config();
+    config.max_connections = 20;
+    config.header_read_timeout = Duration::from_secs(2);
+    let app = TestApp::start(config).await;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = app.state.metrics.http_connections.get();
+    assert_eq!(metrics, 20, "the cap is full");
+    let started = std::time::Instant::now();
+    // A fresh client (its own connection): queued until the idle ones time out.
+    let res = reqwest::Client::new()
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1_200),
+        "served at once although the cap was full ({waited:?})"
+    );
+    drop(idle);
+}
