@@ -84,7 +84,10 @@ impl App {
                 let pool = pg.pool().clone();
                 (Arc::new(pg), Some(pool))
             }
-            None => (Arc::new(MemoryStore::new()), None),
+            None => (
+                Arc::new(MemoryStore::with_capacity(config.memory_max_tickets)),
+                None,
+            ),
         };
         let redis = match &config.redis_url {
             Some(url) => Some(Redis::connect(url, config.redis_timeout, metrics.clone()).await?),
@@ -96,9 +99,13 @@ impl App {
             objects,
             attachments: config.attachments.clone(),
             lists: Arc::new(ListCache::new(
-                config.list_cache_l1_ttl,
-                config.list_cache_l1_capacity,
-                config.list_cache_ttl,
+                crate::cache::ListCacheLimits {
+                    l1_ttl: config.list_cache_l1_ttl,
+                    l1_users: config.list_cache_l1_capacity,
+                    l1_max_bytes: config.list_cache_l1_max_bytes,
+                    max_entry_bytes: config.list_cache_max_entry_bytes,
+                    l2_ttl: config.list_cache_ttl,
+                },
                 redis.clone(),
                 metrics.clone(),
             )),

@@ -41,6 +41,19 @@ struct L1Key {
     query: ListQuery,
 }
 
+/// Sizes and lifetimes of the list cache (issue #11.8: bounded by bytes, not entries).
+#[derive(Debug, Clone, Copy)]
+pub struct ListCacheLimits {
+    pub l1_ttl: Duration,
+    /// Users whose generation is tracked.
+    pub l1_users: u64,
+    /// Bytes of cached pages in process, weighed by JSON size.
+    pub l1_max_bytes: u64,
+    /// Pages larger than this are cached nowhere.
+    pub max_entry_bytes: u64,
+    pub l2_ttl: Duration,
+}
+
 pub struct ListCache {
     l1: moka::future::Cache<L1Key, Bytes>,
     /// The user's current local generation; fresh values come from `next_generation`, never reused.
@@ -48,22 +61,28 @@ pub struct ListCache {
     next_generation: AtomicU64,
     redis: Option<Redis>,
     l2_ttl: Duration,
+    max_entry_bytes: u64,
     metrics: Arc<Metrics>,
     /// Users whose new generation Redis has not taken yet: their L2 entries may be stale.
     unconfirmed: moka::sync::Cache<Arc<str>, ()>,
 }
 
 impl ListCache {
-    pub fn new(
-        l1_ttl: Duration,
-        l1_capacity: u64,
-        l2_ttl: Duration,
-        redis: Option<Redis>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(limits: ListCacheLimits, redis: Option<Redis>, metrics: Arc<Metrics>) -> Self {
+        let ListCacheLimits {
+            l1_ttl,
+            l1_users: l1_capacity,
+            l1_max_bytes,
+            max_entry_bytes,
+            l2_ttl,
+        } = limits;
         Self {
             l1: moka::future::Cache::builder()
-                .max_capacity(l1_capacity)
+                .max_capacity(l1_max_bytes)
+                // Weighed by what the entry costs: the page's bytes plus the key's.
+                .weigher(|k: &L1Key, v: &Bytes| {
+                    u32::try_from(v.len() + k.user.len() + 64).unwrap_or(u32::MAX)
+                })
                 .time_to_live(l1_ttl)
                 .build(),
             // An evicted generation is re-created with a fresh number, so eviction is always safe.
@@ -74,6 +93,7 @@ impl ListCache {
             next_generation: AtomicU64::new(1),
             redis,
             l2_ttl,
+            max_entry_bytes,
             metrics,
             unconfirmed: moka::sync::Cache::builder()
                 .max_capacity(l1_capacity)
@@ -106,9 +126,15 @@ impl ListCache {
             return Ok(hit);
         }
         self.count("l1", "miss");
-        self.l1
-            .try_get_with(key, self.load(store, user, query))
-            .await
+        let json = self
+            .l1
+            .try_get_with(key.clone(), self.load(store, user, query))
+            .await?;
+        if json.len() as u64 > self.max_entry_bytes {
+            // Served, not kept: a few huge pages must not crowd out the rest.
+            self.l1.invalidate(&key).await;
+        }
+        Ok(json)
     }
 
     async fn load(
@@ -164,7 +190,9 @@ impl ListCache {
         let json =
             Bytes::from(serde_json::to_vec(&tickets).map_err(|e| StoreError::Other(e.into()))?);
 
-        if let (Some(redis), Some(generation)) = (&self.redis, generation) {
+        if let (Some(redis), Some(generation)) = (&self.redis, generation)
+            && json.len() as u64 <= self.max_entry_bytes
+        {
             let mut value = Vec::with_capacity(generation.len() + 1 + json.len());
             value.extend_from_slice(generation.as_bytes());
             value.push(b'\n');

@@ -89,9 +89,24 @@ pub struct Config {
     #[arg(long, env = "LIST_CACHE_L1_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub list_cache_l1_ttl: Duration,
 
-    /// Maximum number of list responses held in the in-process cache.
+    /// Users whose list generation the in-process cache tracks (entries of a few dozen bytes).
     #[arg(long, env = "LIST_CACHE_L1_CAPACITY", default_value_t = 100_000)]
     pub list_cache_l1_capacity: u64,
+
+    /// Bytes of list responses held in the in-process cache, weighed by their JSON size (a page
+    /// of 200 long tickets is ~1 MiB, a typical page a few KiB).
+    #[arg(long, env = "LIST_CACHE_L1_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub list_cache_l1_max_bytes: u64,
+
+    /// A list response larger than this is served but cached nowhere (neither in process nor in
+    /// Redis), so a few huge pages can't crowd out the rest or fill Redis.
+    #[arg(long, env = "LIST_CACHE_MAX_ENTRY_BYTES", default_value_t = 256 * 1024)]
+    pub list_cache_max_entry_bytes: u64,
+
+    /// Memory mode only: tickets kept; past it the oldest ticket is evicted with its events,
+    /// attachments and idempotency key (~1 KiB each at loadgen sizes).
+    #[arg(long, env = "MEMORY_MAX_TICKETS", default_value_t = crate::store::DEFAULT_MAX_TICKETS)]
+    pub memory_max_tickets: usize,
 
     /// Time-to-live of list responses in Redis (L2).
     #[arg(long, env = "LIST_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration)]

@@ -234,3 +234,38 @@ async fn connections_over_the_cap_wait_for_a_free_slot() {
     );
     drop(idle);
 }
+
+/// Issue #11.8: the list cache is bounded by bytes; a page larger than
+/// LIST_CACHE_MAX_ENTRY_BYTES is served but cached nowhere, a small one is cached.
+#[tokio::test]
+async fn a_huge_list_page_is_served_but_not_cached() {
+    let mut config = test_config();
+    config.list_cache_max_entry_bytes = 64 * 1024;
+    config.list_cache_l1_ttl = Duration::from_secs(30);
+    let app = TestApp::start(config).await;
+    let long = "x".repeat(5_000);
+    for i in 0..30 {
+        let res = app
+            .req(Method::POST, "/v1/tickets")
+            .json(&serde_json::json!({"title": format!("big {i}"), "description": long}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+    }
+    let loads = || {
+        app.state
+            .metrics
+            .cache_db_loads
+            .with_label_values(&["list"])
+            .get()
+    };
+    for _ in 0..2 {
+        assert_eq!(app.list("?limit=30").await.len(), 30); // ~150 KB
+    }
+    assert_eq!(loads(), 2, "the huge page was cached");
+    for _ in 0..2 {
+        assert_eq!(app.list("?limit=2").await.len(), 2); // ~10 KB
+    }
+    assert_eq!(loads(), 3, "the small page was not cached");
+}

@@ -1,7 +1,12 @@
 //! The embedded store: everything in one process, lost on exit. Same contract as Postgres.
+//!
+//! Bounded (issue #11.8): it holds at most `max_tickets` tickets; past that the oldest ticket
+//! goes, with its events, attachments and idempotency key, so a long run at full rate keeps a
+//! flat footprint. Events live with their ticket (nothing relays them in memory mode; tests read
+//! them back per ticket). Reads take a shared lock, writes an exclusive one.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -14,30 +19,47 @@ use super::{
 };
 use crate::domain::{IdempotencyKey, NewTicket, UserId};
 
-#[derive(Default)]
+/// Default cap: about 1 KiB a ticket with its event at the sizes the load generator sends,
+/// so ~250 MiB at most.
+pub const DEFAULT_MAX_TICKETS: usize = 250_000;
+
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    inner: RwLock<Inner>,
+    max_tickets: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One ticket and everything hanging off it, evicted together.
+struct Entry {
+    ticket: Ticket,
+    events: Vec<StoredEvent>,
+    attachments: Vec<AttachmentMeta>,
+    idempotency_key: Option<(String, String)>,
 }
 
 #[derive(Default)]
 struct Inner {
-    tickets: HashMap<Uuid, Ticket>,
+    tickets: HashMap<Uuid, Entry>,
     /// Per owner, ticket ids in creation order (oldest first).
-    by_owner: HashMap<String, Vec<Uuid>>,
+    by_owner: HashMap<String, VecDeque<Uuid>>,
     idempotency: HashMap<(String, String), Uuid>,
-    outbox: Vec<StoredEvent>,
-    /// Per ticket, attachments in upload order.
-    attachments: HashMap<Uuid, Vec<AttachmentMeta>>,
+    /// Every ticket id in creation order: the eviction queue.
+    order: VecDeque<Uuid>,
+    evicted: u64,
 }
 
 impl Inner {
-    fn push_event(
-        &mut self,
+    fn event(
         ticket: &Ticket,
         event_type: &str,
         request_id: &str,
         at: DateTime<Utc>,
-    ) {
+    ) -> StoredEvent {
         let payload = event_payload(
             ticket.id,
             &ticket.created_by,
@@ -45,38 +67,80 @@ impl Inner {
             ticket.status,
             request_id,
         );
-        self.push_raw_event(ticket.id, event_type, payload, at);
+        Self::raw_event(ticket.id, event_type, payload, at)
     }
 
-    fn push_raw_event(
-        &mut self,
+    fn raw_event(
         aggregate_id: Uuid,
         event_type: &str,
         payload: serde_json::Value,
         at: DateTime<Utc>,
-    ) {
-        self.outbox.push(StoredEvent {
+    ) -> StoredEvent {
+        StoredEvent {
             event_id: Uuid::now_v7(),
             aggregate_id,
             event_type: event_type.to_owned(),
             payload,
             status: "pending".into(),
             created_at: at,
-        });
+        }
+    }
+
+    /// Drops the oldest tickets until at most `max` remain.
+    fn evict_to(&mut self, max: usize) {
+        while self.tickets.len() > max {
+            let Some(id) = self.order.pop_front() else {
+                return;
+            };
+            let Some(entry) = self.tickets.remove(&id) else {
+                continue;
+            };
+            if let Some(ids) = self.by_owner.get_mut(&entry.ticket.created_by) {
+                // The globally oldest ticket is its owner's oldest too.
+                if ids.front() == Some(&id) {
+                    ids.pop_front();
+                } else {
+                    ids.retain(|t| *t != id);
+                }
+                if ids.is_empty() {
+                    self.by_owner.remove(&entry.ticket.created_by);
+                }
+            }
+            if let Some(key) = entry.idempotency_key {
+                self.idempotency.remove(&key);
+            }
+            self.evicted += 1;
+        }
     }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
-        Self::default()
+        Self::with_capacity(DEFAULT_MAX_TICKETS)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a half-written ticket: every write below
-        // mutates only after all checks, so the data is still consistent.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A store that keeps at most `max_tickets` (at least 1), evicting the oldest.
+    pub fn with_capacity(max_tickets: usize) -> Self {
+        Self {
+            inner: RwLock::new(Inner::default()),
+            max_tickets: max_tickets.max(1),
+        }
+    }
+
+    /// Tickets held now and tickets evicted so far.
+    pub fn occupancy(&self) -> (usize, u64) {
+        let inner = self.read();
+        (inner.tickets.len(), inner.evicted)
+    }
+
+    // A panic while holding the lock cannot leave a half-written ticket: every write below
+    // mutates only after all checks, so the data is still consistent.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -98,14 +162,18 @@ impl TicketStore for MemoryStore {
         idempotency_key: Option<&IdempotencyKey>,
         request_id: &str,
     ) -> Result<Created, StoreError> {
-        let mut inner = self.lock();
+        let mut inner = self.write();
         let idem = idempotency_key.map(|k| (owner.as_str().to_owned(), k.as_str().to_owned()));
         if let Some(existing) = idem.as_ref().and_then(|k| inner.idempotency.get(k)) {
-            let ticket = inner.tickets.get(existing).cloned().ok_or_else(|| {
-                StoreError::Other(anyhow::anyhow!(
-                    "idempotency key points at a missing ticket"
-                ))
-            })?;
+            let ticket = inner
+                .tickets
+                .get(existing)
+                .map(|e| e.ticket.clone())
+                .ok_or_else(|| {
+                    StoreError::Other(anyhow::anyhow!(
+                        "idempotency key points at a missing ticket"
+                    ))
+                })?;
             return Ok(Created::Existing(ticket));
         }
         let at = now();
@@ -119,32 +187,42 @@ impl TicketStore for MemoryStore {
             updated_at: at,
             closed_at: None,
         };
-        inner.push_event(&ticket, event_types::TICKET_CREATED, request_id, at);
+        let event = Inner::event(&ticket, event_types::TICKET_CREATED, request_id, at);
         inner
             .by_owner
             .entry(ticket.created_by.clone())
             .or_default()
-            .push(ticket.id);
-        if let Some(k) = idem {
-            inner.idempotency.insert(k, ticket.id);
+            .push_back(ticket.id);
+        if let Some(k) = &idem {
+            inner.idempotency.insert(k.clone(), ticket.id);
         }
-        inner.tickets.insert(ticket.id, ticket.clone());
+        inner.order.push_back(ticket.id);
+        inner.tickets.insert(
+            ticket.id,
+            Entry {
+                ticket: ticket.clone(),
+                events: vec![event],
+                attachments: Vec::new(),
+                idempotency_key: idem,
+            },
+        );
+        inner.evict_to(self.max_tickets);
         Ok(Created::New(ticket))
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Ticket>, StoreError> {
-        Ok(self.lock().tickets.get(&id).cloned())
+        Ok(self.read().tickets.get(&id).map(|e| e.ticket.clone()))
     }
 
     async fn list(&self, owner: &UserId, q: ListQuery) -> Result<Vec<Ticket>, StoreError> {
-        let inner = self.lock();
+        let inner = self.read();
         let Some(ids) = inner.by_owner.get(owner.as_str()) else {
             return Ok(Vec::new());
         };
         Ok(ids
             .iter()
             .rev()
-            .filter_map(|id| inner.tickets.get(id))
+            .filter_map(|id| inner.tickets.get(id).map(|e| &e.ticket))
             .filter(|t| q.status.is_none_or(|s| t.status == s))
             .skip(q.offset as usize)
             .take(q.limit as usize)
@@ -158,10 +236,11 @@ impl TicketStore for MemoryStore {
         owner: &UserId,
         request_id: &str,
     ) -> Result<CloseOutcome, StoreError> {
-        let mut inner = self.lock();
-        let Some(ticket) = inner.tickets.get_mut(&id) else {
+        let mut inner = self.write();
+        let Some(entry) = inner.tickets.get_mut(&id) else {
             return Ok(CloseOutcome::NotFound);
         };
+        let ticket = &mut entry.ticket;
         if ticket.created_by != owner.as_str() {
             return Ok(CloseOutcome::Forbidden);
         }
@@ -173,7 +252,12 @@ impl TicketStore for MemoryStore {
         ticket.updated_at = at;
         ticket.closed_at = Some(at);
         let closed = ticket.clone();
-        inner.push_event(&closed, event_types::TICKET_CLOSED, request_id, at);
+        entry.events.push(Inner::event(
+            &closed,
+            event_types::TICKET_CLOSED,
+            request_id,
+            at,
+        ));
         Ok(CloseOutcome::Closed(closed))
     }
 
@@ -183,12 +267,14 @@ impl TicketStore for MemoryStore {
         attachment: &NewAttachment,
         request_id: &str,
     ) -> Result<AttachmentAdded, StoreError> {
-        let mut inner = self.lock();
-        match inner.tickets.get(&attachment.ticket_id) {
+        let mut inner = self.write();
+        let entry = match inner.tickets.get_mut(&attachment.ticket_id) {
             None => return Ok(AttachmentAdded::NotFound),
-            Some(t) if t.created_by != owner.as_str() => return Ok(AttachmentAdded::Forbidden),
-            Some(_) => {}
-        }
+            Some(e) if e.ticket.created_by != owner.as_str() => {
+                return Ok(AttachmentAdded::Forbidden);
+            }
+            Some(e) => e,
+        };
         let at = now();
         let meta = AttachmentMeta {
             id: attachment.id,
@@ -200,40 +286,93 @@ impl TicketStore for MemoryStore {
             created_by: owner.as_str().to_owned(),
             created_at: at,
         };
-        inner.push_raw_event(
+        entry.events.push(Inner::raw_event(
             attachment.ticket_id,
             event_types::TICKET_ATTACHMENT_ADDED,
             attachment_payload(owner, attachment, request_id),
             at,
-        );
-        inner
-            .attachments
-            .entry(attachment.ticket_id)
-            .or_default()
-            .push(meta.clone());
+        ));
+        entry.attachments.push(meta.clone());
         Ok(AttachmentAdded::Added(meta))
     }
 
     async fn attachments(&self, ticket_id: Uuid) -> Result<Vec<AttachmentMeta>, StoreError> {
         Ok(self
-            .lock()
-            .attachments
+            .read()
+            .tickets
             .get(&ticket_id)
-            .cloned()
+            .map(|e| e.attachments.clone())
             .unwrap_or_default())
     }
 
     async fn events_for(&self, ticket_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
         Ok(self
-            .lock()
-            .outbox
-            .iter()
-            .filter(|e| e.aggregate_id == ticket_id)
-            .cloned()
-            .collect())
+            .read()
+            .tickets
+            .get(&ticket_id)
+            .map(|e| e.events.clone())
+            .unwrap_or_default())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> UserId {
+        UserId::parse(name).unwrap()
+    }
+
+    fn new_ticket(title: &str) -> NewTicket {
+        NewTicket::try_from(contracts::CreateTicketRequest {
+            title: title.into(),
+            description: "d".into(),
+        })
+        .unwrap()
+    }
+
+    async fn create(store: &MemoryStore, owner: &UserId, key: Option<&str>) -> Ticket {
+        let key = key.map(|k| IdempotencyKey::parse(k).unwrap());
+        match store
+            .create(owner, &new_ticket("a ticket"), key.as_ref(), "r")
+            .await
+            .unwrap()
+        {
+            Created::New(t) | Created::Existing(t) => t,
+        }
+    }
+
+    /// Issue #11.8: the store holds at most its cap; the oldest ticket goes with its events and
+    /// its idempotency key, and lists, gets and keys stay consistent.
+    #[tokio::test]
+    async fn past_the_cap_the_oldest_tickets_are_evicted_with_everything_they_own() {
+        let store = MemoryStore::with_capacity(100);
+        let (alice, bob) = (user("alice"), user("bob"));
+        let first = create(&store, &alice, Some("k-first")).await;
+        let mut all = vec![first.clone()];
+        for i in 0..249 {
+            let owner = if i % 2 == 0 { &alice } else { &bob };
+            all.push(create(&store, owner, None).await);
+        }
+        assert_eq!(store.occupancy(), (100, 150));
+        assert!(store.get(first.id).await.unwrap().is_none());
+        assert!(store.events_for(first.id).await.unwrap().is_empty());
+        // The evicted ticket's key is free again: a new ticket, not a replay of a ghost.
+        let again = create(&store, &alice, Some("k-first")).await;
+        assert_ne!(again.id, first.id);
+        let newest = all.last().unwrap();
+        assert!(store.get(newest.id).await.unwrap().is_some());
+        let q = ListQuery {
+            status: None,
+            limit: 200,
+            offset: 0,
+        };
+        let listed =
+            store.list(&alice, q).await.unwrap().len() + store.list(&bob, q).await.unwrap().len();
+        assert_eq!(listed, 100, "lists hold exactly what is stored");
     }
 }

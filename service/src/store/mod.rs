@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::domain::{AttachmentFilename, ContentType, IdempotencyKey, NewTicket, UserId};
 
-pub use memory::MemoryStore;
+pub use memory::{DEFAULT_MAX_TICKETS, MemoryStore};
 pub use postgres::{MIGRATOR, PostgresStore};
 
 #[derive(Debug, thiserror::Error)]
