@@ -1,40 +1,78 @@
-//! Zero-loss audit (`--database-url`): after the run, every ticket this run created (its users
-//! share the run's prefix) must have all its outbox events sent and processed exactly once, and
-//! every create the client saw acknowledged must exist. Waits for the pipeline to drain first.
+//! Zero-loss audit (`--database-url`), by identity (issue #17.2). After the run it waits for the
+//! pipeline to drain, then checks every write the client saw acknowledged, one by one:
+//! - every acknowledged create (201, not a replay) → exactly one ticket, exactly one
+//!   `ticket.created` event, sent, processed once, one notification;
+//! - every acknowledged close (200 that closed it) → exactly one `ticket.closed` event, likewise.
+//!
+//! Counting is not enough: a lost acknowledged create would cancel out against a ticket the server
+//! committed after the client timed out. What the run's users own beyond the acknowledged writes
+//! (commits whose answer the client never saw) is listed too, but is not a loss.
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Ids listed per category in report.json.
+pub const LISTED: usize = 100;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Audit {
     /// Creates the client saw answered 201 (not replays).
     pub acknowledged_creates: u64,
+    /// Closes the client saw answered 200.
+    #[serde(default)]
+    pub acknowledged_closes: u64,
     pub tickets: i64,
     pub events: i64,
     pub sent: i64,
     /// Events with a processed_events row and exactly one notification.
     pub processed: i64,
-    /// Events with more than one notification (impossible by schema; checked anyway).
+    /// Acknowledged writes with more than one event, or events with more than one notification.
     pub duplicated: i64,
     /// Creates the API acknowledged whose ticket is not in the database.
     pub missing_tickets: i64,
-    /// Events still in the outbox (not yet sent) when the audit stopped waiting.
+    /// Acknowledged writes whose event is not in the outbox at all.
+    #[serde(default)]
+    pub missing_events: i64,
+    /// Events of acknowledged writes still in the outbox (not yet sent) when the audit stopped
+    /// waiting.
     pub unsent: i64,
-    /// Events sent to Kafka but not processed when the audit stopped waiting.
+    /// Events of acknowledged writes sent to Kafka but not processed when the audit stopped.
     pub sent_unprocessed: i64,
     /// The notifier's consumer lag when the audit stopped waiting (None: not scraped).
     pub consumer_lag_at_end: Option<f64>,
-    /// Proven losses: missing tickets, plus sent-but-unprocessed events once the consumer has
-    /// caught up (lag 0) — nothing left in flight could still deliver them.
+    /// Proven losses: missing tickets and events, plus sent-but-unprocessed events once the
+    /// consumer has caught up (lag 0) — nothing left in flight could still deliver them.
     pub lost: i64,
     /// Events neither processed nor proven lost: still in flight when the wait ended. Zero loss
     /// is then not confirmed, and the run fails too, with this reason.
     pub unconfirmed: i64,
+    /// Tickets of this run's users that no acknowledged create returned (committed after the
+    /// client gave up, or a twin): not a loss, listed.
+    #[serde(default)]
+    pub unacknowledged_tickets: i64,
+    /// `ticket.closed` events of tickets whose close the client did not see acknowledged.
+    #[serde(default)]
+    pub unacknowledged_closes: i64,
     /// How long the pipeline took to drain after the load stopped.
     pub drain_seconds: f64,
+    /// The first ids of each finding (ticket ids), for the investigation.
+    #[serde(default)]
+    pub ids: AuditIds,
+}
+
+/// Up to [`LISTED`] ticket ids per finding.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AuditIds {
+    pub lost: Vec<Uuid>,
+    pub duplicated: Vec<Uuid>,
+    pub unconfirmed: Vec<Uuid>,
+    pub unacknowledged_tickets: Vec<Uuid>,
+    pub unacknowledged_closes: Vec<Uuid>,
 }
 
 impl Audit {
@@ -42,12 +80,23 @@ impl Audit {
     /// that cannot show every event arrived has not shown zero loss.
     pub fn failure(&self) -> Option<String> {
         if self.lost > 0 || self.duplicated > 0 {
+            let first = |ids: &[Uuid]| {
+                ids.iter()
+                    .take(3)
+                    .map(Uuid::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             return Some(format!(
-                "{} lost ({} acknowledged creates with no ticket, {} sent events never processed), {} duplicated",
+                "{} lost ({} acknowledged creates with no ticket, {} acknowledged writes with no \
+                 event, {} sent events never processed; first: [{}]), {} duplicated (first: [{}])",
                 self.lost,
                 self.missing_tickets,
-                self.lost - self.missing_tickets,
-                self.duplicated
+                self.missing_events,
+                self.lost - self.missing_tickets - self.missing_events,
+                first(&self.ids.lost),
+                self.duplicated,
+                first(&self.ids.duplicated),
             ));
         }
         if self.unconfirmed > 0 {
@@ -72,30 +121,39 @@ impl Audit {
     }
 }
 
-/// Counts for tickets whose owner starts with `prefix`.
-async fn counts(pool: &PgPool, pattern: &str) -> sqlx::Result<(i64, i64, i64, i64, i64)> {
-    sqlx::query_as(
-        "WITH t AS (SELECT id FROM tickets WHERE created_by LIKE $1),
-              e AS (SELECT o.event_id, o.status FROM outbox_events o JOIN t ON o.aggregate_id = t.id),
-              n AS (SELECT e.event_id, count(nt.id) AS notes
-                    FROM e JOIN processed_events p ON p.event_id = e.event_id
-                    LEFT JOIN notifications nt ON nt.event_id = e.event_id
-                    GROUP BY e.event_id)
-         SELECT (SELECT count(*) FROM t),
-                (SELECT count(*) FROM e),
-                (SELECT count(*) FROM e WHERE status = 'sent'),
-                (SELECT count(*) FROM n WHERE notes = 1),
-                (SELECT count(*) FROM n WHERE notes > 1)",
+/// Events of the run's tickets still to be processed (the drain wait's condition).
+async fn unprocessed(pool: &PgPool, pattern: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM tickets t JOIN outbox_events o ON o.aggregate_id = t.id
+         WHERE t.created_by LIKE $1
+           AND NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = o.event_id)",
     )
     .bind(pattern)
     .fetch_one(pool)
     .await
 }
 
+/// One event of the run, as the audit sees it.
+#[derive(Debug, sqlx::FromRow)]
+struct EventRow {
+    aggregate_id: Uuid,
+    event_type: String,
+    sent: bool,
+    processed: bool,
+    notes: i64,
+}
+
+/// What the acknowledged writes were: ticket ids of creates and of closes.
+#[derive(Debug, Clone, Default)]
+pub struct Acknowledged {
+    pub creates: Vec<Uuid>,
+    pub closes: Vec<Uuid>,
+}
+
 pub async fn run(
     database_url: &str,
     user_prefix: &str,
-    acknowledged_creates: u64,
+    acknowledged: &Acknowledged,
     timeout: Duration,
     consumer_lag: impl AsyncFn() -> Option<f64>,
 ) -> anyhow::Result<Audit> {
@@ -104,34 +162,191 @@ pub async fn run(
         .context("audit: connecting to --database-url")?;
     let pattern = format!("{}-%", user_prefix.replace('_', "\\_"));
     let started = Instant::now();
-    let mut last = counts(&pool, &pattern).await?;
-    while last.3 < last.1 && started.elapsed() < timeout {
+    while unprocessed(&pool, &pattern).await? > 0 && started.elapsed() < timeout {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        last = counts(&pool, &pattern).await?;
     }
-    let (tickets, events, sent, processed, duplicated) = last;
+    let drain_seconds = started.elapsed().as_secs_f64();
     let lag = consumer_lag().await;
-    let missing_tickets = (acknowledged_creates as i64 - tickets).max(0);
-    let unsent = events - sent;
-    let sent_unprocessed = (sent - processed - duplicated).max(0);
-    let proven = if lag == Some(0.0) {
-        sent_unprocessed
-    } else {
-        0
-    };
-    Ok(Audit {
-        acknowledged_creates,
-        tickets,
-        events,
-        sent,
-        processed,
-        duplicated,
-        missing_tickets,
-        unsent,
-        sent_unprocessed,
+    let tickets: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM tickets WHERE created_by LIKE $1")
+        .bind(&pattern)
+        .fetch_all(&pool)
+        .await?;
+    let events: Vec<EventRow> = sqlx::query_as(
+        "SELECT o.aggregate_id, o.event_type, o.status = 'sent' AS sent,
+                EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = o.event_id) AS processed,
+                (SELECT count(*) FROM notifications n WHERE n.event_id = o.event_id) AS notes
+         FROM tickets t JOIN outbox_events o ON o.aggregate_id = t.id
+         WHERE t.created_by LIKE $1",
+    )
+    .bind(&pattern)
+    .fetch_all(&pool)
+    .await?;
+    Ok(judge(acknowledged, &tickets, &events, lag, drain_seconds))
+}
+
+/// The verdict from what the client acknowledged and what the database holds.
+fn judge(
+    acknowledged: &Acknowledged,
+    tickets: &[Uuid],
+    events: &[EventRow],
+    lag: Option<f64>,
+    drain_seconds: f64,
+) -> Audit {
+    let mut a = Audit {
+        acknowledged_creates: acknowledged.creates.len() as u64,
+        acknowledged_closes: acknowledged.closes.len() as u64,
+        tickets: tickets.len() as i64,
+        events: events.len() as i64,
+        sent: events.iter().filter(|e| e.sent).count() as i64,
+        processed: events
+            .iter()
+            .filter(|e| e.processed && e.notes == 1)
+            .count() as i64,
         consumer_lag_at_end: lag,
-        lost: missing_tickets + proven,
-        unconfirmed: unsent + sent_unprocessed - proven,
-        drain_seconds: started.elapsed().as_secs_f64(),
-    })
+        drain_seconds,
+        ..Audit::default()
+    };
+    let caught_up = lag == Some(0.0);
+    let mut by_op: HashMap<(Uuid, &str), Vec<&EventRow>> = HashMap::new();
+    for e in events {
+        by_op
+            .entry((e.aggregate_id, e.event_type.as_str()))
+            .or_default()
+            .push(e);
+    }
+    let existing: HashSet<Uuid> = tickets.iter().copied().collect();
+    let note = |list: &mut Vec<Uuid>, id: Uuid| {
+        if list.len() < LISTED {
+            list.push(id);
+        }
+    };
+    let created: HashSet<Uuid> = acknowledged.creates.iter().copied().collect();
+    let closed: HashSet<Uuid> = acknowledged.closes.iter().copied().collect();
+    let checks = acknowledged
+        .creates
+        .iter()
+        .map(|id| (*id, contracts::event_types::TICKET_CREATED))
+        .chain(
+            acknowledged
+                .closes
+                .iter()
+                .map(|id| (*id, contracts::event_types::TICKET_CLOSED)),
+        );
+    for (id, event_type) in checks {
+        if event_type == contracts::event_types::TICKET_CREATED && !existing.contains(&id) {
+            a.missing_tickets += 1;
+            a.lost += 1;
+            note(&mut a.ids.lost, id);
+            continue;
+        }
+        let found = by_op.get(&(id, event_type)).map_or(&[][..], Vec::as_slice);
+        match found {
+            [] => {
+                a.missing_events += 1;
+                a.lost += 1;
+                note(&mut a.ids.lost, id);
+            }
+            [e] if e.processed && e.notes == 1 => {}
+            [e] if e.notes > 1 => {
+                a.duplicated += 1;
+                note(&mut a.ids.duplicated, id);
+            }
+            [e] if !e.sent => {
+                a.unsent += 1;
+                a.unconfirmed += 1;
+                note(&mut a.ids.unconfirmed, id);
+            }
+            [_] => {
+                a.sent_unprocessed += 1;
+                if caught_up {
+                    a.lost += 1;
+                    note(&mut a.ids.lost, id);
+                } else {
+                    a.unconfirmed += 1;
+                    note(&mut a.ids.unconfirmed, id);
+                }
+            }
+            _ => {
+                a.duplicated += 1;
+                note(&mut a.ids.duplicated, id);
+            }
+        }
+    }
+    for id in tickets.iter().filter(|t| !created.contains(t)) {
+        a.unacknowledged_tickets += 1;
+        note(&mut a.ids.unacknowledged_tickets, *id);
+    }
+    for e in events {
+        if e.event_type == contracts::event_types::TICKET_CLOSED
+            && !closed.contains(&e.aggregate_id)
+        {
+            a.unacknowledged_closes += 1;
+            note(&mut a.ids.unacknowledged_closes, e.aggregate_id);
+        }
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: Uuid, event_type: &str, sent: bool, processed: bool, notes: i64) -> EventRow {
+        EventRow {
+            aggregate_id: id,
+            event_type: event_type.into(),
+            sent,
+            processed,
+            notes,
+        }
+    }
+
+    /// Issue #17.2: a lost acknowledged create does not cancel out against a ticket the server
+    /// committed after the client timed out, and an acknowledged close with no event is a loss.
+    #[test]
+    fn losses_are_found_by_id_not_by_count() {
+        use contracts::event_types::TICKET_CREATED;
+        let (a, b, late) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let acked = Acknowledged {
+            creates: vec![a, b],
+            closes: vec![a],
+        };
+        // The database: a (with its created event but no closed event) and late; b is gone.
+        let tickets = [a, late];
+        let events = [
+            event(a, TICKET_CREATED, true, true, 1),
+            event(late, TICKET_CREATED, true, true, 1),
+        ];
+        let audit = judge(&acked, &tickets, &events, Some(0.0), 1.0);
+        assert_eq!(
+            audit.tickets as u64, audit.acknowledged_creates,
+            "counts match"
+        );
+        assert_eq!((audit.missing_tickets, audit.missing_events), (1, 1));
+        assert_eq!(audit.lost, 2);
+        assert_eq!(audit.ids.lost, vec![b, a]);
+        assert_eq!(audit.ids.unacknowledged_tickets, vec![late]);
+        assert!(audit.failure().is_some());
+    }
+
+    #[test]
+    fn in_flight_is_unconfirmed_until_the_consumer_caught_up() {
+        use contracts::event_types::TICKET_CREATED;
+        let a = Uuid::now_v7();
+        let acked = Acknowledged {
+            creates: vec![a],
+            closes: vec![],
+        };
+        let events = [event(a, TICKET_CREATED, true, false, 0)];
+        let lagging = judge(&acked, &[a], &events, Some(5.0), 1.0);
+        assert_eq!((lagging.lost, lagging.unconfirmed), (0, 1));
+        let caught_up = judge(&acked, &[a], &events, Some(0.0), 1.0);
+        assert_eq!((caught_up.lost, caught_up.unconfirmed), (1, 0));
+        let twice = [
+            event(a, TICKET_CREATED, true, true, 1),
+            event(a, TICKET_CREATED, true, true, 1),
+        ];
+        let dup = judge(&acked, &[a], &twice, Some(0.0), 1.0);
+        assert_eq!((dup.duplicated, dup.ids.duplicated.clone()), (1, vec![a]));
+    }
 }

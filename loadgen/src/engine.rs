@@ -186,6 +186,9 @@ async fn step(shared: &Shared, user: &mut GooseUser) {
                     &shared.users.id(u),
                 )
                 .await;
+                if status == Some(200) {
+                    shared.users.closed(u, id);
+                }
                 shared.record(sample(Op::Close, status, status == Some(200), started));
             }
             None => list(shared, user, u, r, started, &sample).await,

@@ -456,7 +456,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             "loadgen: auditing for lost events (waiting up to {:?} for the pipeline to drain)",
             args.audit_timeout
         );
-        let acknowledged = shared.users.known() as u64;
+        let acknowledged = shared.users.acknowledged();
         let lag = async || {
             let (_, notifier) = scraper.scrape().await;
             notifier.and_then(|n| pipeline::sum(&n, "consumer_lag"))
@@ -464,7 +464,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
         let audit = audit::run(
             url,
             &shared.users.prefix,
-            acknowledged,
+            &acknowledged,
             args.audit_timeout,
             lag,
         )

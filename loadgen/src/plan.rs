@@ -97,6 +97,8 @@ pub struct Users {
 struct Known {
     all: Vec<Uuid>,
     open: Vec<Uuid>,
+    /// Closes answered 200 (the audit checks each has its event).
+    closed: Vec<Uuid>,
 }
 
 impl Users {
@@ -125,6 +127,25 @@ impl Users {
             k.all.push(ticket);
             k.open.push(ticket);
         }
+    }
+
+    /// A close of `ticket` by user i was answered 200.
+    pub fn closed(&self, i: usize, ticket: Uuid) {
+        if let Ok(mut k) = self.tickets[i].lock() {
+            k.closed.push(ticket);
+        }
+    }
+
+    /// Every acknowledged create and close so far, by ticket id.
+    pub fn acknowledged(&self) -> crate::audit::Acknowledged {
+        let mut acked = crate::audit::Acknowledged::default();
+        for k in &self.tickets {
+            if let Ok(k) = k.lock() {
+                acked.creates.extend_from_slice(&k.all);
+                acked.closes.extend_from_slice(&k.closed);
+            }
+        }
+        acked
     }
 
     /// Tickets created (and acknowledged) so far, over all users.

@@ -238,8 +238,12 @@ impl Report {
                 None => "PASS".to_string(),
             };
             md.push_str(&format!(
-                "| zero-loss audit | {verdict}: {} acknowledged creates, {} tickets, {} events, {} sent, {} processed exactly once, {} lost, {} unconfirmed ({} unsent, {} sent not processed), {} duplicated; drained in {:.1} s |\n",
-                a.acknowledged_creates, a.tickets, a.events, a.sent, a.processed, a.lost, a.unconfirmed, a.unsent, a.sent_unprocessed, a.duplicated, a.drain_seconds
+                "| zero-loss audit (by id) | {verdict}: {} acknowledged creates and {} acknowledged closes checked one by one; {} lost ({} tickets missing, {} events missing), {} unconfirmed ({} unsent, {} sent not processed), {} duplicated; {} tickets, {} events, {} sent, {} processed exactly once; drained in {:.1} s |\n",
+                a.acknowledged_creates, a.acknowledged_closes, a.lost, a.missing_tickets, a.missing_events, a.unconfirmed, a.unsent, a.sent_unprocessed, a.duplicated, a.tickets, a.events, a.sent, a.processed, a.drain_seconds
+            ));
+            md.push_str(&format!(
+                "| not acknowledged to the client | {} tickets, {} closes committed whose answer the client never saw (not a loss; ids in report.json) |\n",
+                a.unacknowledged_tickets, a.unacknowledged_closes
             ));
         }
         for n in &p.notes {

@@ -81,6 +81,11 @@ async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
         "{audit:?}"
     );
     assert_eq!(audit.tickets as u64, audit.acknowledged_creates);
+    assert_eq!(
+        (audit.unacknowledged_tickets, audit.unacknowledged_closes),
+        (0, 0),
+        "{audit:?}"
+    );
     assert!(audit.tickets >= 20, "seeded and created tickets: {audit:?}");
     let closes = report.endpoints.get("close").map_or(0, |e| e.requests);
     assert!(audit.events >= audit.tickets + closes as i64, "{audit:?}");
@@ -107,16 +112,35 @@ async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
     .execute(&world.pool)
     .await
     .unwrap();
+    // The same acknowledgements as the run's (every ticket of the run was created by it and
+    // acknowledged, every closed one closed by it).
+    let pattern = format!("{}-%", report.user_prefix);
+    let acknowledged = loadgen::audit::Acknowledged {
+        creates: sqlx::query_scalar("SELECT id FROM tickets WHERE created_by LIKE $1")
+            .bind(&pattern)
+            .fetch_all(&world.pool)
+            .await
+            .unwrap(),
+        closes: sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE created_by LIKE $1 AND status = 'CLOSED'",
+        )
+        .bind(&pattern)
+        .fetch_all(&world.pool)
+        .await
+        .unwrap(),
+    };
+    assert_eq!(acknowledged.closes.len() as u64, audit.acknowledged_closes);
     let again = loadgen::audit::run(
         &world.db_url,
         &report.user_prefix,
-        audit.acknowledged_creates,
+        &acknowledged,
         Duration::from_secs(2),
         async || Some(0.0),
     )
     .await
     .unwrap();
     assert_eq!((again.lost, again.sent_unprocessed), (1, 1), "{again:?}");
+    assert_eq!(again.ids.lost.len(), 1, "the lost event's ticket is named");
 }
 
 /// Issue #17.1: with the notifier down and its metrics unknown nothing can be proven lost, but
