@@ -62,7 +62,7 @@ fn cv(values: impl Iterator<Item = f64>) -> f64 {
 
 fn noise_pct(r: &Report, kind: Noise) -> f64 {
     match kind {
-        Noise::Latency => 200.0 * cv(r.series.iter().map(|p| p.p99_ms)),
+        Noise::Latency => 200.0 * cv(r.series.iter().filter_map(|p| p.p99_ms)),
         Noise::Rate => 200.0 * cv(r.series.iter().map(|p| p.rps)),
         Noise::None => 0.0,
     }
@@ -154,7 +154,7 @@ mod tests {
     fn run(p99: f64, rps: f64) -> Report {
         let mut r = Report {
             target_rps: rps,
-            achieved_rps: rps,
+            throughput_rps: rps,
             ..Report::default()
         };
         r.corrected.count = 1000;
@@ -167,7 +167,7 @@ mod tests {
             .map(|t| SecondPoint {
                 t,
                 rps: rps + (t % 3) as f64,
-                p99_ms: p99 * (1.0 + 0.01 * (t % 2) as f64),
+                p99_ms: Some(p99 * (1.0 + 0.01 * (t % 2) as f64)),
                 ..Default::default()
             })
             .collect();
@@ -200,7 +200,7 @@ mod tests {
     fn a_noisy_baseline_widens_the_band() {
         let mut a = run(10.0, 1000.0);
         for (i, p) in a.series.iter_mut().enumerate() {
-            p.p99_ms = if i % 2 == 0 { 5.0 } else { 15.0 };
+            p.p99_ms = Some(if i % 2 == 0 { 5.0 } else { 15.0 });
         }
         let rows = compare(&a, &run(12.0, 1000.0), 10.0);
         let p99 = rows.iter().find(|r| r.metric == "p99").unwrap();

@@ -121,6 +121,12 @@ pub struct RunArgs {
     #[arg(long, env = "LOADGEN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// Accept measured slots that never got an answer (they still count in the corrected
+    /// latency). Without it any such slot fails the run (exit 3): the generator could not offer
+    /// the load it claims.
+    #[arg(long, env = "LOADGEN_ALLOW_NOT_SENT", default_value_t = false)]
+    pub allow_not_sent: bool,
+
     /// How long the audit waits for the pipeline to drain.
     #[arg(long, env = "LOADGEN_AUDIT_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
     pub audit_timeout: Duration,

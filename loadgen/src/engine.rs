@@ -135,6 +135,8 @@ async fn step(shared: &Shared, user: &mut GooseUser) {
         let done = Instant::now();
         Sample {
             op,
+            n: slot.n,
+            completed: done.saturating_duration_since(pacer.t0()),
             slot_offset: slot.offset,
             corrected: done.saturating_duration_since(intended),
             service: done.saturating_duration_since(from),

@@ -97,18 +97,27 @@ fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>], log_x
         (W + PAD_L) / 2.0, H - 4.0, esc(x_label), H / 2.0, H / 2.0, esc(y_label)
     ));
     for (i, s) in series.iter().enumerate() {
-        let pts: Vec<String> = s
-            .points
-            .iter()
-            .map(|(x, y)| (tx(*x), *y))
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .map(|(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-            .collect();
+        // A point that is not a number (a second with nothing to show) breaks the line: a gap,
+        // not a drop to zero.
+        let mut segments: Vec<Vec<String>> = vec![Vec::new()];
+        for (x, y) in s.points.iter().map(|(x, y)| (tx(*x), *y)) {
+            if x.is_finite() && y.is_finite() {
+                if let Some(seg) = segments.last_mut() {
+                    seg.push(format!("{:.1},{:.1}", px(x), py(y)));
+                }
+            } else if segments.last().is_some_and(|seg| !seg.is_empty()) {
+                segments.push(Vec::new());
+            }
+        }
+        for seg in segments.iter().filter(|seg| !seg.is_empty()) {
+            svg.push_str(&format!(
+                "<polyline fill='none' stroke='{}' stroke-width='1.6' points='{}'/>",
+                s.color,
+                seg.join(" ")
+            ));
+        }
         svg.push_str(&format!(
-            "<polyline fill='none' stroke='{}' stroke-width='1.6' points='{}'/>\
-             <text x='{}' y='{}' font-size='11' fill='{}'>{}</text>",
-            s.color,
-            pts.join(" "),
+            "<text x='{}' y='{}' font-size='11' fill='{}'>{}</text>",
             W - PAD_R - 150.0,
             PAD_T + 12.0 * (i as f64 + 1.0),
             s.color,
@@ -130,8 +139,11 @@ fn fmt(v: f64) -> String {
 }
 
 pub fn render(r: &Report) -> String {
-    let t = |f: fn(&crate::report::SecondPoint) -> f64| -> Vec<(f64, f64)> {
-        r.series.iter().map(|p| (p.t as f64, f(p))).collect()
+    let t = |f: fn(&crate::report::SecondPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+        r.series
+            .iter()
+            .map(|p| (p.t as f64, f(p).unwrap_or(f64::NAN)))
+            .collect()
     };
     let pipe =
         |f: fn(&crate::pipeline::PipelinePoint) -> Option<f64>, scale: f64| -> Vec<(f64, f64)> {
@@ -161,14 +173,14 @@ pub fn render(r: &Report) -> String {
             false,
         ),
         chart(
-            "Achieved rate",
+            "Throughput (successful answers per second)",
             "seconds",
             "requests/s",
             &[
                 Series {
-                    name: "achieved",
+                    name: "throughput",
                     color: "#27ae60",
-                    points: t(|p| p.rps),
+                    points: t(|p| Some(p.rps)),
                 },
                 Series {
                     name: "target",

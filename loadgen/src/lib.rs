@@ -301,6 +301,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
     }
     bar.finish_and_clear();
     let goose_metrics = attack.await.context("goose task")?;
+    // When the run stopped: unanswered slots count as waiting until here.
+    let run_end = shared
+        .started()
+        .map_or(Duration::ZERO, |p| p.t0().elapsed());
     if let Err(e) = &goose_metrics {
         anyhow::bail!("goose failed: {e}");
     }
@@ -359,14 +363,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             .recorder
             .lock()
             .map_err(|_| anyhow::anyhow!("recorder poisoned"))?;
-        let pacer_total = shared.started().map_or(0, |p| p.total());
-        let sent = rec.requests + rec.warmup_requests;
-        // Idempotent re-sends have no slot of their own.
-        rec.not_sent = pacer_total.saturating_sub(sent - rec.resends);
+        if let Some(pacer) = shared.started() {
+            let (seed, users, retry_share) = (args.seed, args.users, args.retry_share);
+            rec.account_unanswered(
+                pacer.total(),
+                pacer.interval(),
+                run_end,
+                |n| match plan::choose(seed, n, &args.mix, users, retry_share).0 {
+                    config::Op::CreateRetry => config::Op::Create,
+                    op => op,
+                },
+            );
+        }
         let retries = rec
             .ops
             .get(&config::Op::CreateRetry)
-            .map_or(0, |s| s.corrected.len());
+            .map_or(0, |s| s.service.len());
         let secs = args.duration.as_secs_f64();
         let mut statuses = BTreeMap::new();
         let endpoints = rec
@@ -392,13 +404,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             .seconds
             .iter()
             .enumerate()
-            .map(|(t, s)| SecondPoint {
-                t: t as u64,
-                rps: s.requests as f64,
-                errors: s.errors,
-                late: s.late,
-                p50_ms: s.corrected.value_at_quantile(0.5) as f64 / 1000.0,
-                p99_ms: s.corrected.value_at_quantile(0.99) as f64 / 1000.0,
+            .map(|(t, s)| {
+                let q = |q: f64| {
+                    (!s.corrected.is_empty())
+                        .then(|| s.corrected.value_at_quantile(q) as f64 / 1000.0)
+                };
+                SecondPoint {
+                    t: t as u64,
+                    rps: s.completed_ok as f64,
+                    arrivals: s.requests + s.not_sent,
+                    not_sent: s.not_sent,
+                    errors: s.errors,
+                    late: s.late,
+                    p50_ms: q(0.5),
+                    p99_ms: q(0.99),
+                }
             })
             .collect();
         write_hlog(&dir.join("latency.hlog"), &rec, started_at)?;
@@ -420,8 +440,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             embedded,
             workers,
             target_rps: args.rps,
-            // Arrivals per second; the idempotent re-sends ride on a create's slot.
-            achieved_rps: (requests - retries) as f64 / secs,
+            // Slots due per second, sent or not; the idempotent re-sends ride on a create's slot.
+            arrival_rps: (requests - retries + rec.not_sent) as f64 / secs,
+            throughput_rps: rec.ok_in_window as f64 / secs,
             duration_s: secs,
             requests,
             warmup_requests: rec.warmup_requests,
@@ -438,6 +459,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
                 0.0
             },
             not_sent: rec.not_sent,
+            not_sent_allowed: args.allow_not_sent,
             statuses,
             corrected: Latency::of(&rec.all_corrected),
             service: Latency::of(&rec.all_service),
@@ -476,7 +498,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
     if let Some(why) = &audit_failed {
         eprintln!("loadgen: zero-loss audit FAILED: {why}");
     }
-    report.passed = audit_failed.is_none() && report.slos.iter().all(|s| s.passed);
+    let unsent_failed = report.not_sent > 0 && !args.allow_not_sent;
+    if unsent_failed {
+        eprintln!(
+            "loadgen: FAILED: {} measured slots never got an answer (the generator could not send \
+             them in time, or they were unanswered when the run stopped); they count in the \
+             corrected latency. Pass --allow-not-sent to accept that.",
+            report.not_sent
+        );
+    }
+    report.passed =
+        audit_failed.is_none() && !unsent_failed && report.slos.iter().all(|s| s.passed);
     report.write(&dir)?;
     Ok((report, dir))
 }

@@ -45,6 +45,11 @@ impl Pacer {
         self.total
     }
 
+    /// Time between two slots.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     /// The next slot, or None when the schedule is exhausted.
     pub fn take(&self) -> Option<Slot> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);

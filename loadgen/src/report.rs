@@ -55,11 +55,19 @@ pub struct Endpoint {
 pub struct SecondPoint {
     /// Seconds since the measured window started.
     pub t: u64,
+    /// Throughput: successful responses received in this second.
     pub rps: f64,
+    /// Slots due in this second (sent or not).
+    #[serde(default)]
+    pub arrivals: u64,
+    /// Slots due in this second that never got an answer.
+    #[serde(default)]
+    pub not_sent: u64,
     pub errors: u64,
     pub late: u64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
+    /// Latency from intended start of this second's arrivals; None (a gap) when none.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -101,7 +109,15 @@ pub struct Report {
     pub embedded: bool,
     pub workers: usize,
     pub target_rps: f64,
-    pub achieved_rps: f64,
+    /// Slots due per second over the measured window (sent or not), idempotent re-sends not
+    /// counted: what the generator asked of the server.
+    #[serde(default)]
+    pub arrival_rps: f64,
+    /// Successful responses per second, by completion time, inside the measured window: what
+    /// the server did. `rps>` SLOs use it. (Reports before #17.4 called a slot-based figure
+    /// `achieved_rps`; it is read here.)
+    #[serde(alias = "achieved_rps")]
+    pub throughput_rps: f64,
     pub duration_s: f64,
     pub requests: u64,
     pub warmup_requests: u64,
@@ -110,6 +126,9 @@ pub struct Report {
     pub late_starts: u64,
     pub late_pct: f64,
     pub not_sent: u64,
+    /// Whether `--allow-not-sent` let unanswered slots pass.
+    #[serde(default)]
+    pub not_sent_allowed: bool,
     pub statuses: BTreeMap<String, u64>,
     pub corrected: Latency,
     pub service: Latency,
@@ -137,7 +156,7 @@ impl Report {
             "service_p99" => nonempty.then_some(self.service.p99_ms),
             "errors" => Some(self.error_rate_pct),
             "late" => Some(self.late_pct),
-            "rps" => Some(self.achieved_rps),
+            "rps" => Some(self.throughput_rps),
             "outbox_lag_p99" => self.pipeline.outbox_lag_p99_ms,
             "outbox_lag_max" => self.pipeline.outbox_lag_max_ms,
             "e2e_p99" => self.pipeline.e2e_p99_ms,
@@ -192,8 +211,8 @@ impl Report {
         ));
         md.push_str("| metric | value |\n|---|---|\n");
         md.push_str(&format!(
-            "| achieved arrival rate | {:.1} rps ({} requests incl. idempotent re-sends) |\n",
-            self.achieved_rps, self.requests
+            "| arrival rate (slots due) | {:.1} rps |\n| throughput (successful answers inside the window, by completion) | {:.1} rps |\n| requests sent | {} (incl. idempotent re-sends) |\n",
+            self.arrival_rps, self.throughput_rps, self.requests
         ));
         md.push_str(&format!(
             "| latency from intended start p50 / p90 / p99 / p99.9 / max | {:.2} / {:.2} / {:.2} / {:.2} / {:.2} ms |\n",
