@@ -460,6 +460,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             },
             not_sent: rec.not_sent,
             not_sent_allowed: args.allow_not_sent,
+            generator_delay: Latency::of(&rec.generator_delay),
+            generator_limited: !rec.generator_delay.is_empty()
+                && rec.generator_delay.value_at_quantile(0.99) as f64 / 1000.0
+                    > report::GENERATOR_LIMIT_MS,
             statuses,
             corrected: Latency::of(&rec.all_corrected),
             service: Latency::of(&rec.all_service),

@@ -37,6 +37,8 @@ pub struct Sample {
     pub service: Duration,
     /// How long the request waited for a free worker past its slot (0 when one was free).
     pub start_delay: Duration,
+    /// For a slot a free worker took: actual send − due, the generator's own lateness.
+    pub generator_delay: Option<Duration>,
     /// HTTP status, or None for a transport error / timeout.
     pub status: Option<u16>,
     pub ok: bool,
@@ -81,6 +83,9 @@ pub struct Recorder {
     pub ops: BTreeMap<Op, OpStats>,
     pub all_corrected: Histogram<u64>,
     pub all_service: Histogram<u64>,
+    /// Send delay of measured slots a free worker took (actual send − due): the generator's
+    /// lateness, not the server's.
+    pub generator_delay: Histogram<u64>,
     pub seconds: Vec<Second>,
     pub late: u64,
     pub errors: u64,
@@ -105,6 +110,7 @@ impl Recorder {
             ops: BTreeMap::new(),
             all_corrected: histogram(),
             all_service: histogram(),
+            generator_delay: histogram(),
             seconds: (0..secs)
                 .map(|_| Second {
                     requests: 0,
@@ -199,6 +205,9 @@ impl Recorder {
         *stats.statuses.entry(status).or_default() += 1;
         self.all_corrected.saturating_record(c);
         self.all_service.saturating_record(v);
+        if let Some(d) = s.generator_delay {
+            self.generator_delay.saturating_record(us(d));
+        }
         self.requests += 1;
         let late = s.start_delay > LATE_THRESHOLD;
         if late {
@@ -210,7 +219,8 @@ impl Recorder {
         }
         let i = (s.slot_offset - self.warmup).as_secs() as usize;
         if let Some(sec) = self.seconds.get_mut(i) {
-            sec.requests += 1;
+            // A re-send rides on its create's slot: not an arrival of its own.
+            sec.requests += u64::from(s.op != Op::CreateRetry);
             sec.errors += u64::from(!s.ok);
             sec.late += u64::from(late);
             sec.corrected.saturating_record(c);
@@ -231,6 +241,7 @@ mod tests {
             corrected: Duration::from_millis(took_ms),
             service: Duration::from_millis(took_ms),
             start_delay: Duration::ZERO,
+            generator_delay: Some(Duration::from_micros(300)),
             status: Some(if ok { 200 } else { 500 }),
             ok,
         }

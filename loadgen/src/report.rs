@@ -13,6 +13,9 @@ use crate::audit::Audit;
 use crate::pipeline::PipelinePoint;
 use crate::slo::SloResult;
 
+/// Generator send-delay p99 above which a run is marked generator-limited.
+pub const GENERATOR_LIMIT_MS: f64 = 2.0;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Latency {
     pub count: u64,
@@ -125,6 +128,13 @@ pub struct Report {
     pub error_rate_pct: f64,
     pub late_starts: u64,
     pub late_pct: f64,
+    /// Actual send − due of the slots a free worker took: the generator's own lateness.
+    #[serde(default)]
+    pub generator_delay: Latency,
+    /// The generator's lateness was large enough to distort the numbers (p99 over
+    /// [`GENERATOR_LIMIT_MS`]): the run measured the generator as much as the server.
+    #[serde(default)]
+    pub generator_limited: bool,
     pub not_sent: u64,
     /// Whether `--allow-not-sent` let unanswered slots pass.
     #[serde(default)]
@@ -231,6 +241,17 @@ impl Report {
             self.late_starts, self.late_pct
         ));
         md.push_str(&format!("| slots never sent | {} |\n", self.not_sent));
+        md.push_str(&format!(
+            "| generator send delay p50 / p99 / max (free worker: send − due) | {:.2} / {:.2} / {:.2} ms{} |\n",
+            self.generator_delay.p50_ms,
+            self.generator_delay.p99_ms,
+            self.generator_delay.max_ms,
+            if self.generator_limited {
+                " — **GENERATOR-LIMITED**: the load generator itself was late; these numbers measure it as much as the server"
+            } else {
+                ""
+            }
+        ));
         let p = &self.pipeline;
         md.push_str(&format!(
             "| outbox lag p50 / p99 (commit → broker ack) | {} / {} |\n",
