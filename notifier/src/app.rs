@@ -137,17 +137,12 @@ async fn metrics_handler(State((_, metrics)): State<HttpState>) -> impl IntoResp
 /// Live while the consume loop turns (idle, busy or waiting out an outage): a loop stuck on
 /// anything makes this 503 after `--stuck-after`, so the orchestrator restarts the process.
 async fn healthz(State((notifier, _)): State<HttpState>) -> impl IntoResponse {
-    let age = notifier.heartbeat.age();
-    if age > notifier.stuck_after {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "stuck: the consume loop has not turned for {}s\n",
-                age.as_secs()
-            ),
-        )
-    } else {
-        (StatusCode::OK, "ok\n".to_string())
+    match notifier
+        .heartbeat
+        .check(notifier.stuck_after, "consume loop")
+    {
+        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }
 

@@ -33,6 +33,19 @@ impl Heartbeat {
         self.last.fetch_max(now, Ordering::Relaxed);
     }
 
+    /// `Err(why)` once the loop has not beaten for longer than `stuck_after` (for `/healthz`).
+    pub fn check(&self, stuck_after: Duration, what: &str) -> Result<(), String> {
+        let age = self.age();
+        if age > stuck_after {
+            Err(format!(
+                "stuck: the {what} has not turned for {}s",
+                age.as_secs()
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Time since the last beat.
     pub fn age(&self) -> Duration {
         let last = Duration::from_millis(self.last.load(Ordering::Relaxed));

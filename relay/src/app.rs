@@ -155,17 +155,9 @@ async fn metrics_handler(State((_, metrics)): State<HttpState>) -> impl IntoResp
 /// Live while the step loop turns: a step that hangs (whatever it waits for) makes this 503
 /// after `--stuck-after`, so the orchestrator restarts the process.
 async fn healthz(State((relay, _)): State<HttpState>) -> impl IntoResponse {
-    let age = relay.heartbeat().age();
-    if age > relay.stuck_after() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "stuck: the step loop has not turned for {}s\n",
-                age.as_secs()
-            ),
-        )
-    } else {
-        (StatusCode::OK, "ok\n".to_string())
+    match relay.heartbeat().check(relay.stuck_after(), "step loop") {
+        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }
 

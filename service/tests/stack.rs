@@ -140,25 +140,7 @@ async fn replicas_share_the_redis_list_cache_and_its_invalidation() {
     a.create("one").await;
     assert_eq!(a.list("").await.len(), 1); // loads from Postgres, fills Redis
     // The L2 fill is written in the background; B must not race ahead of it.
-    let conn = redis::Client::open(redis.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let pattern = format!("tickets:list:{}:*", a.user);
-    let filled = eventually(5, || {
-        let (mut conn, pattern) = (conn.clone(), pattern.clone());
-        async move {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(&pattern)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            !keys.is_empty()
-        }
-    })
-    .await;
-    assert!(filled, "A's list reached Redis");
+    wait_for_l2_fill(&redis, &a.user).await;
     let l2_hits = |app: &TestApp| {
         app.state
             .metrics

@@ -62,13 +62,7 @@ async fn upload_attachment(
 ) -> Result<Response, AppError> {
     let objects = state.objects.clone().ok_or(AppError::AttachmentsDisabled)?;
     check_owner(&state, ticket_id, &user).await?;
-    let count = |outcome: &str| {
-        state
-            .metrics
-            .attachment_uploads
-            .with_label_values(&[outcome])
-            .inc();
-    };
+    let count = |outcome: &str| count_upload(&state, outcome);
 
     let field = file_field(&mut multipart)
         .await
@@ -135,13 +129,7 @@ async fn upload_attachment(
     let task_state = state.clone();
     let meta = detached(&state, async move {
         let state = task_state;
-        let count = |outcome: &str| {
-            state
-                .metrics
-                .attachment_uploads
-                .with_label_values(&[outcome])
-                .inc();
-        };
+        let count = |outcome: &str| count_upload(&state, outcome);
         match state.store.add_attachment(&user, &new, &request_id).await {
             Ok(AttachmentAdded::Added(meta)) => {
                 stored.keep();
@@ -180,6 +168,14 @@ async fn upload_attachment(
         res.headers_mut().insert(header::LOCATION, v);
     }
     Ok(res)
+}
+
+fn count_upload(state: &AppState, outcome: &str) {
+    state
+        .metrics
+        .attachment_uploads
+        .with_label_values(&[outcome])
+        .inc();
 }
 
 async fn list_attachments(
