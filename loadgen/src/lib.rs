@@ -421,7 +421,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
                 }
             })
             .collect();
-        write_hlog(&dir.join("latency.hlog"), &rec, started_at)?;
+        // The measured window began `warmup` after the schedule's t0.
+        let window_start = shared
+            .started()
+            .map_or_else(std::time::SystemTime::now, |p| {
+                std::time::SystemTime::now() - p.t0().elapsed() + args.warmup
+            });
+        write_hlog(&dir.join("latency.hlog"), &rec, window_start)?;
         let requests = rec.requests;
         Report {
             run_id: run_id.clone(),
@@ -517,22 +523,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
     Ok((report, dir))
 }
 
-/// HdrHistogram interval log: one corrected-latency histogram per measured second (µs).
+/// HdrHistogram interval log: one corrected-latency histogram per measured second (µs). Its
+/// StartTime is the measured window's start and the interval timestamps are absolute Unix times
+/// (no BaseTime), so logs written by several generators merge by time (issue #17.8).
 fn write_hlog(
     path: &std::path::Path,
     rec: &record::Recorder,
-    start: chrono::DateTime<chrono::Utc>,
+    window_start: std::time::SystemTime,
 ) -> anyhow::Result<()> {
     use hdrhistogram::serialization::V2DeflateSerializer;
     use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
     let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut serializer = V2DeflateSerializer::new();
-    let start_time = std::time::SystemTime::UNIX_EPOCH
-        + Duration::from_millis(start.timestamp_millis().max(0) as u64);
+    let epoch = window_start
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .context("the clock is before 1970")?;
     let mut writer = IntervalLogWriterBuilder::new()
-        .add_comment("servicedesk-lite loadgen: corrected latency in microseconds, one interval per measured second")
-        .with_start_time(start_time)
-        .with_base_time(start_time)
+        .add_comment("servicedesk-lite loadgen: corrected latency in microseconds, one interval per measured second, absolute timestamps")
+        .with_start_time(window_start)
         .with_max_value_divisor(1000.0)
         .begin_log_with(&mut file, &mut serializer)
         .map_err(|e| anyhow::anyhow!("hlog header: {e:?}"))?;
@@ -544,11 +552,94 @@ fn write_hlog(
         writer
             .write_histogram(
                 &s.corrected,
-                Duration::from_secs(i as u64),
+                epoch + Duration::from_secs(i as u64),
                 Duration::from_secs(1),
                 Some(tag),
             )
             .map_err(|e| anyhow::anyhow!("hlog interval: {e:?}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    use super::*;
+
+    fn recorder(samples_per_second: &[u64]) -> record::Recorder {
+        let mut r = record::Recorder::new(Duration::ZERO, Duration::from_secs(3));
+        let mut n = 0;
+        for (sec, count) in samples_per_second.iter().enumerate() {
+            for _ in 0..*count {
+                let offset = Duration::from_secs(sec as u64) + Duration::from_millis(n % 900);
+                r.record(&record::Sample {
+                    op: config::Op::Get,
+                    n,
+                    completed: offset + Duration::from_millis(2),
+                    slot_offset: offset,
+                    corrected: Duration::from_millis(2),
+                    service: Duration::from_millis(2),
+                    start_delay: Duration::ZERO,
+                    generator_delay: None,
+                    status: Some(200),
+                    ok: true,
+                });
+                n += 1;
+            }
+        }
+        r
+    }
+
+    /// (StartTime, absolute second → samples) of a log.
+    fn read(path: &std::path::Path) -> (f64, BTreeMap<u64, u64>) {
+        let bytes = std::fs::read(path).unwrap();
+        let mut start = 0.0;
+        let mut seconds = BTreeMap::new();
+        for entry in IntervalLogIterator::new(&bytes) {
+            match entry.unwrap() {
+                LogEntry::StartTime(t) => start = t.as_secs_f64(),
+                LogEntry::Interval(i) => {
+                    let blob = base64::Engine::decode(
+                        &base64::engine::general_purpose::STANDARD,
+                        i.encoded_histogram(),
+                    )
+                    .unwrap();
+                    let h: hdrhistogram::Histogram<u64> =
+                        Deserializer::new().deserialize(&mut &blob[..]).unwrap();
+                    *seconds.entry(i.start_timestamp().as_secs()).or_default() += h.len();
+                }
+                LogEntry::BaseTime(_) => panic!("no BaseTime: timestamps are absolute"),
+            }
+        }
+        (start, seconds)
+    }
+
+    /// Issue #17.8: two generators whose windows started a second apart write logs that align
+    /// on absolute time, so merging them sums the same wall-clock seconds.
+    #[test]
+    fn logs_of_two_generators_merge_by_absolute_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (a, b) = (dir.path().join("a.hlog"), dir.path().join("b.hlog"));
+        write_hlog(&a, &recorder(&[10, 20, 30]), w).unwrap();
+        write_hlog(&b, &recorder(&[5, 6, 7]), w + Duration::from_secs(1)).unwrap();
+        let (start_a, secs_a) = read(&a);
+        let (start_b, secs_b) = read(&b);
+        assert_eq!(start_a, 1_800_000_000.0, "StartTime is the window's start");
+        assert_eq!(start_b, 1_800_000_001.0);
+        let mut merged: BTreeMap<u64, u64> = BTreeMap::new();
+        for (t, n) in secs_a.into_iter().chain(secs_b) {
+            *merged.entry(t).or_default() += n;
+        }
+        let t0 = 1_800_000_000;
+        assert_eq!(
+            merged,
+            BTreeMap::from([(t0, 10), (t0 + 1, 25), (t0 + 2, 36), (t0 + 3, 7)])
+        );
+    }
 }
