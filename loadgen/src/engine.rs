@@ -36,7 +36,12 @@ impl Shared {
             mix: args.mix.clone(),
             retry_share: args.retry_share,
             users,
-            recorder: Mutex::new(Recorder::new(args.warmup, args.duration)),
+            // An answer can arrive up to the request timeout after a second ends (plus slack).
+            recorder: Mutex::new(Recorder::new(
+                args.warmup,
+                args.duration,
+                args.timeout + Duration::from_secs(5),
+            )),
         }
     }
 

@@ -404,21 +404,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             .seconds
             .iter()
             .enumerate()
-            .map(|(t, s)| {
-                let q = |q: f64| {
-                    (!s.corrected.is_empty())
-                        .then(|| s.corrected.value_at_quantile(q) as f64 / 1000.0)
-                };
-                SecondPoint {
-                    t: t as u64,
-                    rps: s.completed_ok as f64,
-                    arrivals: s.requests + s.not_sent,
-                    not_sent: s.not_sent,
-                    errors: s.errors,
-                    late: s.late,
-                    p50_ms: q(0.5),
-                    p99_ms: q(0.99),
-                }
+            .map(|(t, s)| SecondPoint {
+                t: t as u64,
+                rps: s.completed_ok as f64,
+                arrivals: s.requests + s.not_sent,
+                not_sent: s.not_sent,
+                errors: s.errors,
+                late: s.late,
+                p50_ms: s.p50_ms,
+                p99_ms: s.p99_ms,
             })
             .collect();
         // The measured window began `warmup` after the schedule's t0.
@@ -467,6 +461,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             not_sent: rec.not_sent,
             not_sent_allowed: args.allow_not_sent,
             generator_delay: Latency::of(&rec.generator_delay),
+            error_latency: Latency::of(&rec.error_corrected),
+            clamped_values: rec.clamped,
             generator_limited: !rec.generator_delay.is_empty()
                 && rec.generator_delay.value_at_quantile(0.99) as f64 / 1000.0
                     > report::GENERATOR_LIMIT_MS,
@@ -546,12 +542,12 @@ fn write_hlog(
         .map_err(|e| anyhow::anyhow!("hlog header: {e:?}"))?;
     let tag = Tag::new("corrected").ok_or_else(|| anyhow::anyhow!("invalid hlog tag"))?;
     for (i, s) in rec.seconds.iter().enumerate() {
-        if s.corrected.is_empty() {
+        let Some(h) = s.histogram() else {
             continue;
-        }
+        };
         writer
             .write_histogram(
-                &s.corrected,
+                &h,
                 epoch + Duration::from_secs(i as u64),
                 Duration::from_secs(1),
                 Some(tag),
@@ -572,7 +568,11 @@ mod tests {
     use super::*;
 
     fn recorder(samples_per_second: &[u64]) -> record::Recorder {
-        let mut r = record::Recorder::new(Duration::ZERO, Duration::from_secs(3));
+        let mut r = record::Recorder::new(
+            Duration::ZERO,
+            Duration::from_secs(3),
+            Duration::from_secs(2),
+        );
         let mut n = 0;
         for (sec, count) in samples_per_second.iter().enumerate() {
             for _ in 0..*count {
@@ -592,6 +592,7 @@ mod tests {
                 n += 1;
             }
         }
+        r.finish();
         r
     }
 

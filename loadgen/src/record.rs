@@ -9,16 +9,27 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Serializer;
 
 use crate::config::Op;
 
-/// 1 µs .. 120 s at 3 significant digits.
+/// The largest value a histogram holds: one hour, in µs. Larger values are recorded as one hour
+/// and counted in [`Recorder::clamped`] (issue #17.7).
+pub const MAX_US: u64 = 3_600_000_000;
+
+/// 1 µs .. 1 h at 3 significant digits (the run's totals).
 pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds")
+}
+
+/// A second's histogram: 2 significant digits are plenty for its p50/p99, at an eighth of the
+/// memory; and only the last few seconds are held open (see [`Second`]).
+fn second_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_US, 2).expect("valid histogram bounds")
 }
 
 fn us(d: Duration) -> u64 {
-    (d.as_micros() as u64).clamp(1, 120_000_000)
+    (d.as_micros().min(u128::from(MAX_US)) as u64).max(1)
 }
 
 /// Outcome of one request.
@@ -67,19 +78,121 @@ impl OpStats {
 
 /// One second of the measured window. Arrivals, latency, errors and late starts by intended
 /// start; `completed_ok` by completion time (the throughput).
+///
+/// Memory stays bounded whatever the run's length (issue #17.7): a second's histogram is held
+/// open only until no answer can still arrive for it (the request timeout plus a margin after its
+/// end, see [`Recorder::new`]); then it is closed into its p50/p99 and a compressed copy for
+/// latency.hlog (a few hundred bytes). A value that arrives after all the same is kept aside and
+/// merged in by [`Recorder::finish`].
 pub struct Second {
     pub requests: u64,
     pub errors: u64,
     pub late: u64,
-    /// Slots due in this second that were never sent (they count in `corrected`).
+    /// Slots due in this second that were never answered (they count in its latency).
     pub not_sent: u64,
     /// Successful responses received in this second.
     pub completed_ok: u64,
-    pub corrected: Histogram<u64>,
+    /// Latency from intended start, p50 and p99 (ms); None while open or when empty.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Allocated at the first value, dropped at close.
+    open: Option<Histogram<u64>>,
+    is_closed: bool,
+    /// The closed histogram, V2-deflate serialized (empty when it held nothing).
+    closed: Vec<u8>,
+    /// Values that arrived after the second closed.
+    late_values: Vec<u64>,
+}
+
+impl Second {
+    fn new() -> Self {
+        Self {
+            requests: 0,
+            errors: 0,
+            late: 0,
+            not_sent: 0,
+            completed_ok: 0,
+            p50_ms: None,
+            p99_ms: None,
+            open: None,
+            is_closed: false,
+            closed: Vec::new(),
+            late_values: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, value: u64) {
+        if self.is_closed {
+            self.late_values.push(value);
+        } else {
+            self.open
+                .get_or_insert_with(second_histogram)
+                .saturating_record(value);
+        }
+    }
+
+    fn close_with(&mut self, h: Histogram<u64>) {
+        self.open = None;
+        self.is_closed = true;
+        self.closed.clear();
+        if h.is_empty() {
+            return;
+        }
+        let ms = |q: f64| Some(h.value_at_quantile(q) as f64 / 1000.0);
+        self.p50_ms = ms(0.5);
+        self.p99_ms = ms(0.99);
+        let _ =
+            hdrhistogram::serialization::V2DeflateSerializer::new().serialize(&h, &mut self.closed);
+    }
+
+    fn close(&mut self) {
+        match self.open.take() {
+            Some(h) => self.close_with(h),
+            None => self.is_closed = true,
+        }
+    }
+
+    /// The second's histogram (after [`Recorder::finish`]); None when it held nothing.
+    pub fn histogram(&self) -> Option<Histogram<u64>> {
+        if let Some(h) = &self.open {
+            return (!h.is_empty()).then(|| h.clone());
+        }
+        if self.closed.is_empty() {
+            return None;
+        }
+        hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut &self.closed[..])
+            .ok()
+    }
+
+    fn merge_late(&mut self) {
+        if self.late_values.is_empty() {
+            return;
+        }
+        let mut h = self.histogram().unwrap_or_else(second_histogram);
+        for v in self.late_values.drain(..) {
+            h.saturating_record(v);
+        }
+        self.close_with(h);
+    }
+
+    /// Whether a full histogram is held for this second now.
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
 }
 
 pub struct Recorder {
     warmup: Duration,
+    /// How long after a second's end an answer for it can still arrive.
+    linger: Duration,
+    /// Seconds before this index are closed.
+    next_to_close: usize,
+    /// Latency of failed requests (errors and timeouts), from intended start: kept apart so a
+    /// fast failure does not flatter the latency of the answers.
+    pub error_corrected: Histogram<u64>,
+    /// Values above one hour, recorded as one hour.
+    pub clamped: u64,
     pub ops: BTreeMap<Op, OpStats>,
     pub all_corrected: Histogram<u64>,
     pub all_service: Histogram<u64>,
@@ -103,24 +216,21 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(warmup: Duration, duration: Duration) -> Self {
+    /// `linger`: how long after a second ends an answer for it can still arrive (the request
+    /// timeout plus a margin); its histogram is closed then.
+    pub fn new(warmup: Duration, duration: Duration, linger: Duration) -> Self {
         let secs = duration.as_secs_f64().ceil() as usize;
         Self {
             warmup,
+            linger,
+            next_to_close: 0,
+            error_corrected: histogram(),
+            clamped: 0,
             ops: BTreeMap::new(),
             all_corrected: histogram(),
             all_service: histogram(),
             generator_delay: histogram(),
-            seconds: (0..secs)
-                .map(|_| Second {
-                    requests: 0,
-                    errors: 0,
-                    late: 0,
-                    not_sent: 0,
-                    completed_ok: 0,
-                    corrected: histogram(),
-                })
-                .collect(),
+            seconds: (0..secs).map(|_| Second::new()).collect(),
             late: 0,
             errors: 0,
             requests: 0,
@@ -162,7 +272,7 @@ impl Recorder {
             if offset < self.warmup || self.was_answered(n) {
                 continue;
             }
-            let waited = us(run_end.saturating_sub(offset));
+            let waited = self.value(run_end.saturating_sub(offset));
             self.not_sent += 1;
             self.all_corrected.saturating_record(waited);
             let stats = self.ops.entry(op_of(n)).or_insert_with(OpStats::new);
@@ -171,8 +281,43 @@ impl Recorder {
             let i = (offset - self.warmup).as_secs() as usize;
             if let Some(sec) = self.seconds.get_mut(i) {
                 sec.not_sent += 1;
-                sec.corrected.saturating_record(waited);
+                sec.add(waited);
             }
+        }
+    }
+
+    /// After the run (and [`account_unanswered`](Self::account_unanswered)): closes every
+    /// second, merging values that arrived late, so the per-second figures are final.
+    pub fn finish(&mut self) {
+        for sec in &mut self.seconds {
+            sec.close();
+            sec.merge_late();
+        }
+        self.next_to_close = self.seconds.len();
+    }
+
+    /// Seconds whose histogram is still held in full.
+    pub fn open_seconds(&self) -> usize {
+        self.seconds.iter().filter(|s| s.is_open()).count()
+    }
+
+    /// µs, clamped at one hour (and counted).
+    fn value(&mut self, d: Duration) -> u64 {
+        if d.as_micros() > u128::from(MAX_US) {
+            self.clamped += 1;
+        }
+        us(d)
+    }
+
+    /// Closes the seconds no answer can arrive for any more, `now` being schedule time.
+    fn close_settled(&mut self, now: Duration) {
+        while self.next_to_close < self.seconds.len() {
+            let end = self.warmup + Duration::from_secs(self.next_to_close as u64 + 1);
+            if end + self.linger > now {
+                break;
+            }
+            self.seconds[self.next_to_close].close();
+            self.next_to_close += 1;
         }
     }
 
@@ -195,27 +340,30 @@ impl Recorder {
             self.warmup_requests += 1;
             return;
         }
-        let (c, v) = (us(s.corrected), us(s.service));
+        let (c, v) = (self.value(s.corrected), self.value(s.service));
         let stats = self.ops.entry(s.op).or_insert_with(OpStats::new);
-        stats.corrected.saturating_record(c);
-        stats.service.saturating_record(v);
         let status = s
             .status
             .map_or_else(|| "error".to_string(), |c| c.to_string());
         *stats.statuses.entry(status).or_default() += 1;
-        self.all_corrected.saturating_record(c);
-        self.all_service.saturating_record(v);
+        if s.ok {
+            stats.corrected.saturating_record(c);
+            stats.service.saturating_record(v);
+            self.all_corrected.saturating_record(c);
+            self.all_service.saturating_record(v);
+        } else {
+            stats.errors += 1;
+            self.errors += 1;
+            self.error_corrected.saturating_record(c);
+        }
         if let Some(d) = s.generator_delay {
-            self.generator_delay.saturating_record(us(d));
+            let d = self.value(d);
+            self.generator_delay.saturating_record(d);
         }
         self.requests += 1;
         let late = s.start_delay > LATE_THRESHOLD;
         if late {
             self.late += 1;
-        }
-        if !s.ok {
-            stats.errors += 1;
-            self.errors += 1;
         }
         let i = (s.slot_offset - self.warmup).as_secs() as usize;
         if let Some(sec) = self.seconds.get_mut(i) {
@@ -223,8 +371,11 @@ impl Recorder {
             sec.requests += u64::from(s.op != Op::CreateRetry);
             sec.errors += u64::from(!s.ok);
             sec.late += u64::from(late);
-            sec.corrected.saturating_record(c);
+            if s.ok {
+                sec.add(c);
+            }
         }
+        self.close_settled(s.completed);
     }
 }
 
@@ -251,7 +402,11 @@ mod tests {
     /// 50 were never sent. They are not dropped: the p99 is theirs, not 1 ms.
     #[test]
     fn unanswered_slots_count_in_the_corrected_latency() {
-        let mut r = Recorder::new(Duration::ZERO, Duration::from_secs(1));
+        let mut r = Recorder::new(
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        );
         for n in 0..50 {
             r.record(&sample(n, n * 10, 1, true));
         }
@@ -261,8 +416,13 @@ mod tests {
             Duration::from_secs(3),
             |_| Op::Get,
         );
+        r.finish();
         assert_eq!((r.requests, r.not_sent), (50, 50));
         assert_eq!(r.all_corrected.len(), 100);
+        assert!(
+            r.seconds[0].p99_ms.unwrap() >= 2_000.0,
+            "the second's p99 has them too"
+        );
         let p99_ms = r.all_corrected.value_at_quantile(0.99) / 1000;
         assert!(p99_ms >= 2_000, "p99 {p99_ms} ms hides the unsent half");
         assert_eq!(r.seconds[0].not_sent, 50);
@@ -273,12 +433,72 @@ mod tests {
     /// so a backlog drained after the window does not count, nor do errors.
     #[test]
     fn throughput_counts_successes_inside_the_window_only() {
-        let mut r = Recorder::new(Duration::ZERO, Duration::from_secs(1));
+        let mut r = Recorder::new(
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        );
         r.record(&sample(0, 0, 5, true));
         r.record(&sample(1, 10, 5, false));
         r.record(&sample(2, 900, 500, true)); // answered after the window
         assert_eq!(r.ok_in_window, 1);
         assert_eq!(r.seconds[0].completed_ok, 1);
         assert_eq!(r.requests, 3, "all three arrived in the window");
+    }
+
+    /// Issue #17.7: a day-long run holds only the last few seconds' histograms; the rest are
+    /// closed into their summary and a compressed copy. A late answer still lands in its second.
+    #[test]
+    fn memory_is_bounded_whatever_the_duration_and_late_values_still_count() {
+        let day = Duration::from_secs(86_400);
+        let mut r = Recorder::new(Duration::ZERO, day, Duration::from_secs(15));
+        let mut most_open = 0;
+        for n in 0..86_400u64 {
+            r.record(&sample(n, n * 1000, 2, true));
+            if n % 600 == 0 {
+                most_open = most_open.max(r.open_seconds());
+            }
+        }
+        assert!(most_open <= 17, "{most_open} seconds held open");
+        // An answer for second 5 arriving long after it closed.
+        let mut late = sample(5, 5_000, 40_000, true);
+        late.corrected = Duration::from_secs(40);
+        r.record(&late);
+        r.finish();
+        assert_eq!(r.open_seconds(), 0);
+        let s5 = &r.seconds[5];
+        assert!(s5.p99_ms.unwrap() >= 39_000.0, "{:?}", s5.p99_ms);
+        assert_eq!(s5.histogram().unwrap().len(), 2);
+        assert_eq!(r.seconds[6].histogram().unwrap().len(), 1);
+    }
+
+    /// Issue #17.7: values past the old 120 s clamp keep their size up to an hour and are counted
+    /// beyond it; failed requests have their own histogram.
+    #[test]
+    fn long_values_are_kept_or_counted_and_errors_are_apart() {
+        let mut r = Recorder::new(
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        );
+        let mut slow = sample(0, 0, 0, true);
+        slow.corrected = Duration::from_secs(600);
+        r.record(&slow);
+        let mut endless = sample(1, 0, 0, true);
+        endless.corrected = Duration::from_secs(7_200);
+        r.record(&endless);
+        r.record(&sample(2, 0, 1, false));
+        assert!(
+            r.all_corrected.max() >= 599_000_000,
+            "600 s kept: {}",
+            r.all_corrected.max()
+        );
+        assert_eq!(r.clamped, 1);
+        assert_eq!(
+            r.all_corrected.len(),
+            2,
+            "the failed request is not in the latency"
+        );
+        assert_eq!(r.error_corrected.len(), 1);
     }
 }

@@ -128,6 +128,13 @@ pub struct Report {
     pub error_rate_pct: f64,
     pub late_starts: u64,
     pub late_pct: f64,
+    /// Latency from intended start of failed requests (errors, timeouts): kept out of
+    /// `corrected`, so a fast failure does not flatter it.
+    #[serde(default)]
+    pub error_latency: Latency,
+    /// Values above one hour (recorded as one hour).
+    #[serde(default)]
+    pub clamped_values: u64,
     /// Actual send − due of the slots a free worker took: the generator's own lateness.
     #[serde(default)]
     pub generator_delay: Latency,
@@ -241,6 +248,18 @@ impl Report {
             self.late_starts, self.late_pct
         ));
         md.push_str(&format!("| slots never sent | {} |\n", self.not_sent));
+        if self.error_latency.count > 0 {
+            md.push_str(&format!(
+                "| latency of failed requests p50 / p99 / max (not in the rows above) | {:.2} / {:.2} / {:.2} ms |\n",
+                self.error_latency.p50_ms, self.error_latency.p99_ms, self.error_latency.max_ms
+            ));
+        }
+        if self.clamped_values > 0 {
+            md.push_str(&format!(
+                "| values above one hour (recorded as one hour) | {} |\n",
+                self.clamped_values
+            ));
+        }
         md.push_str(&format!(
             "| generator send delay p50 / p99 / max (free worker: send − due) | {:.2} / {:.2} / {:.2} ms{} |\n",
             self.generator_delay.p50_ms,
