@@ -149,6 +149,9 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+/// The shortest warm-up: Goose's worker ramp (250 ms) plus a margin.
+pub const MIN_WARMUP: Duration = Duration::from_millis(500);
+
 impl RunArgs {
     pub fn validate(&self) -> Result<(), String> {
         if !(self.rps > 0.0 && self.rps <= 200_000.0) {
@@ -159,6 +162,12 @@ impl RunArgs {
         }
         if self.users == 0 {
             return Err("--users must be > 0".into());
+        }
+        if self.warmup < MIN_WARMUP {
+            return Err(format!(
+                "--warmup must be at least {MIN_WARMUP:?}: Goose starts the workers over the \
+                 first 250 ms, and that ramp must not fall in the measured window"
+            ));
         }
         if !(0.0..=1.0).contains(&self.retry_share) {
             return Err("--retry-share must be within 0..=1".into());
@@ -300,5 +309,13 @@ mod tests {
         assert_eq!(cli.run.worker_count(), 500);
         let cli = Cli::parse_from(["loadgen", "--rps", "10"]);
         assert_eq!(cli.run.worker_count(), 8);
+    }
+
+    #[test]
+    fn a_warm_up_shorter_than_the_worker_ramp_is_rejected() {
+        let cli = Cli::parse_from(["loadgen", "--warmup", "0s"]);
+        let err = cli.run.validate().unwrap_err();
+        assert!(err.contains("--warmup"), "{err}");
+        assert!(Cli::parse_from(["loadgen"]).run.validate().is_ok());
     }
 }

@@ -301,6 +301,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
     }
     bar.finish_and_clear();
     let goose_metrics = attack.await.context("goose task")?;
+    label_goose_report(&goose_report);
     // When the run stopped: unanswered slots count as waiting until here.
     let run_end = shared
         .started()
@@ -517,6 +518,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
         audit_failed.is_none() && !unsent_failed && report.slos.iter().all(|s| s.passed);
     report.write(&dir)?;
     Ok((report, dir))
+}
+
+/// Goose's own HTML report counts the warm-up and measures from the actual send: say so at its
+/// top, so nobody quotes it instead of report.html.
+fn label_goose_report(path: &std::path::Path) {
+    let Ok(html) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let banner = "<div style='background:#fff3cd;border:1px solid #e0c36c;padding:8px;margin:8px 0;\
+        font-family:sans-serif'><b>Goose's own report</b>: it includes the warm-up and measures \
+        from the actual send (not coordinated-omission corrected). The run's numbers are in \
+        report.html / report.md.</div>";
+    let labelled = match html.find("<body>") {
+        Some(i) => format!("{}{banner}{}", &html[..i + 6], &html[i + 6..]),
+        None => format!("{banner}{html}"),
+    };
+    if let Err(e) = std::fs::write(path, labelled) {
+        eprintln!("loadgen: could not label goose.html: {e}");
+    }
 }
 
 /// HdrHistogram interval log: one corrected-latency histogram per measured second (µs). Its

@@ -125,8 +125,10 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time_and_reports_are_
         })
         .count();
     assert_eq!(intervals, 4, "one interval per measured second");
+    let goose =
+        std::fs::read_to_string(dir.join("goose.html")).expect("Goose's own report is kept");
     assert!(
-        dir.join("goose.html").exists(),
-        "Goose's own report is kept"
+        goose.contains("not coordinated-omission corrected"),
+        "goose.html is labelled"
     );
 }
