@@ -10,14 +10,39 @@ use serde::{Deserialize, Serialize};
 /// One scrape of one endpoint: `name{labels}` → value.
 pub type Scrape = BTreeMap<String, f64>;
 
+/// The Prometheus text format: `name{labels} value [timestamp]`. Label values may hold spaces
+/// and escaped quotes; the optional trailing timestamp is not the value (issue #17.9).
 pub fn parse(text: &str) -> Scrape {
     text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_string(), v.parse::<f64>().ok()?))
+            let (key, rest) = split_series(l)?;
+            let value = rest.split_whitespace().next()?;
+            Some((key.to_string(), value.parse::<f64>().ok()?))
         })
         .collect()
+}
+
+/// `name{labels}` and what follows, honouring quotes inside the braces.
+fn split_series(line: &str) -> Option<(&str, &str)> {
+    let Some(open) = line.find('{').filter(|&i| !line[..i].contains(' ')) else {
+        return line.split_once(char::is_whitespace);
+    };
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in line[open..].char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '}' if !quoted => {
+                let end = open + i + 1;
+                return Some((&line[..end], &line[end..]));
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Sum of every series of `name` (all label sets).
@@ -161,6 +186,18 @@ mod tests {
         outbox_lag_seconds 0.25\n\
         consumer_lag{partition=\"0\",topic=\"t\"} 3\n\
         consumer_lag{partition=\"1\",topic=\"t\"} 4\n";
+
+    #[test]
+    fn a_trailing_timestamp_and_spaces_in_labels_do_not_fool_the_parser() {
+        let s = parse(
+            "consumer_lag{topic=\"t\",partition=\"0\"} 7 1700000000000\n\
+             http_requests_total{route=\"/a b\",note=\"x \\\" y\"} 3\n\
+             outbox_lag_seconds 0.5 1700000000000\n",
+        );
+        assert_eq!(sum(&s, "consumer_lag"), Some(7.0), "{s:?}");
+        assert_eq!(sum(&s, "outbox_lag_seconds"), Some(0.5), "{s:?}");
+        assert_eq!(sum(&s, "http_requests_total"), Some(3.0), "{s:?}");
+    }
 
     #[test]
     fn parses_gauges_and_sums_label_sets() {
