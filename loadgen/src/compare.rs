@@ -47,6 +47,38 @@ enum Noise {
     None,
 }
 
+/// The load settings two runs must share to be compared (issue #17.10).
+const SAME_LOAD: &[&str] = &[
+    "rps",
+    "duration_s",
+    "warmup_s",
+    "mix",
+    "users",
+    "tickets_per_user",
+    "retry_share",
+    "timeout_s",
+];
+
+/// How the two runs' load differed, one line per setting (empty: the same load).
+pub fn config_mismatches(a: &Report, b: &Report) -> Vec<String> {
+    let mut out: Vec<String> = SAME_LOAD
+        .iter()
+        .filter_map(|key| {
+            let (va, vb) = (a.config.get(*key), b.config.get(*key));
+            (va != vb).then(|| {
+                let show = |v: Option<&serde_json::Value>| {
+                    v.map_or_else(|| "(not recorded)".to_string(), ToString::to_string)
+                };
+                format!("{key}: A {} vs B {}", show(va), show(vb))
+            })
+        })
+        .collect();
+    if a.embedded != b.embedded {
+        out.push(format!("embedded: A {} vs B {}", a.embedded, b.embedded));
+    }
+    out
+}
+
 fn cv(values: impl Iterator<Item = f64>) -> f64 {
     let v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
     if v.len() < 2 {
@@ -206,5 +238,19 @@ mod tests {
         let p99 = rows.iter().find(|r| r.metric == "p99").unwrap();
         assert!(p99.threshold_pct > 50.0, "{p99:?}");
         assert_eq!(p99.verdict, Verdict::Same);
+    }
+
+    /// Issue #17.10: runs with a different load are not comparable.
+    #[test]
+    fn a_different_load_is_reported() {
+        let mut a = run(10.0, 1000.0);
+        a.config = serde_json::json!({"rps": 1000.0, "duration_s": 30.0, "mix": {"get": 100}});
+        let mut b = a.clone();
+        assert!(config_mismatches(&a, &b).is_empty());
+        b.config["rps"] = serde_json::json!(5000.0);
+        b.config["mix"] = serde_json::json!({"get": 50, "create": 50});
+        let diff = config_mismatches(&a, &b);
+        assert_eq!(diff.len(), 2, "{diff:?}");
+        assert!(diff[0].starts_with("rps: A 1000.0 vs B 5000.0"), "{diff:?}");
     }
 }

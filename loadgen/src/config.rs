@@ -44,6 +44,10 @@ pub struct CompareArgs {
     /// Percent a metric may worsen before it counts as a regression (the noise band may widen it).
     #[arg(long, default_value_t = 10.0)]
     pub max_regression: f64,
+    /// Compare runs whose load differed (rate, duration, warm-up, mix, users, timeout…); without
+    /// it such a pair is refused (exit 2): their numbers do not measure the same thing.
+    #[arg(long)]
+    pub allow_config_mismatch: bool,
 }
 
 #[derive(Debug, Clone, Args)]

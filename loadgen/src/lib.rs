@@ -54,6 +54,19 @@ pub async fn run_cli() -> anyhow::Result<std::process::ExitCode> {
         Some(Command::Compare(c)) => {
             let a = Report::load(&c.a)?;
             let b = Report::load(&c.b)?;
+            let mismatches = compare::config_mismatches(&a, &b);
+            if !mismatches.is_empty() {
+                for m in &mismatches {
+                    eprintln!("loadgen: the runs' load differs: {m}");
+                }
+                if !c.allow_config_mismatch {
+                    eprintln!(
+                        "loadgen: refusing to compare runs with a different load \
+                         (--allow-config-mismatch to compare anyway)"
+                    );
+                    return Ok(std::process::ExitCode::from(2));
+                }
+            }
             let rows = compare::compare(&a, &b, c.max_regression);
             print!("{}", compare::table(&a, &b, &rows));
             let regressed = rows.iter().any(|r| r.verdict == compare::Verdict::Worse);
