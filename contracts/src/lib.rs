@@ -111,6 +111,8 @@ pub struct CreateTicketRequest {
 }
 
 /// Value of a Kafka message on [`topics::TICKETS_EVENTS`]; the message key is the ticket id.
+/// `event_type` + `payload` are the wire form of an [`EventBody`]; read them with
+/// [`EventEnvelope::body`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventEnvelope {
     pub event_id: Uuid,
@@ -119,8 +121,68 @@ pub struct EventEnvelope {
     pub payload: serde_json::Value,
 }
 
+impl EventEnvelope {
+    /// The typed event: its type picks the payload's shape, and a payload that does not have it
+    /// (a renamed or missing field, an unknown type) is an error here, not a surprise later.
+    pub fn body(&self) -> Result<EventBody, serde_json::Error> {
+        EventBody::from_parts(&self.event_type, self.payload.clone())
+    }
+}
+
+/// Every event the system writes, one variant per `event_type` (issue #12.1): the write path
+/// serializes it, the notifier deserializes it, and the wire-format tests pin the JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "payload", deny_unknown_fields)]
+pub enum EventBody {
+    #[serde(rename = "ticket.created")]
+    TicketCreated(TicketEventPayload),
+    #[serde(rename = "ticket.closed")]
+    TicketClosed(TicketEventPayload),
+    #[serde(rename = "ticket.attachment_added")]
+    AttachmentAdded(AttachmentEventPayload),
+}
+
+impl EventBody {
+    /// Its `event_type` (one of [`event_types`]).
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            EventBody::TicketCreated(_) => event_types::TICKET_CREATED,
+            EventBody::TicketClosed(_) => event_types::TICKET_CLOSED,
+            EventBody::AttachmentAdded(_) => event_types::TICKET_ATTACHMENT_ADDED,
+        }
+    }
+
+    /// Its `payload`, as stored in the outbox and sent in the envelope.
+    pub fn payload(&self) -> serde_json::Value {
+        let payload = match self {
+            EventBody::TicketCreated(p) | EventBody::TicketClosed(p) => serde_json::to_value(p),
+            EventBody::AttachmentAdded(p) => serde_json::to_value(p),
+        };
+        // Plain structs of strings, ids and numbers: serializing them cannot fail.
+        payload.unwrap_or_default()
+    }
+
+    pub fn from_parts(
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({ "event_type": event_type, "payload": payload }))
+    }
+
+    /// The ticket it is about and who owns it (whom to notify).
+    pub fn ticket_and_owner(&self) -> (Uuid, &str) {
+        match self {
+            EventBody::TicketCreated(p) | EventBody::TicketClosed(p) => {
+                (p.ticket_id, &p.created_by)
+            }
+            EventBody::AttachmentAdded(p) => (p.ticket_id, &p.created_by),
+        }
+    }
+}
+
 /// Payload of `ticket.created` and `ticket.closed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TicketEventPayload {
     pub ticket_id: Uuid,
     pub created_by: String,
@@ -147,6 +209,7 @@ pub struct Attachment {
 /// Payload of `ticket.attachment_added` (written in the transaction that stores the metadata,
 /// after the bytes are in the object store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AttachmentEventPayload {
     pub ticket_id: Uuid,
     pub created_by: String,
@@ -244,5 +307,62 @@ mod tests {
         let v = serde_json::to_value(&p).unwrap();
         assert_eq!(v["status"], "CLOSED");
         assert_eq!(serde_json::from_value::<TicketEventPayload>(v).unwrap(), p);
+    }
+
+    /// Issue #12.1: the JSON of every event type, pinned. A renamed field fails here.
+    #[test]
+    fn every_event_body_has_the_pinned_wire_format() {
+        let id = Uuid::parse_str("01a207f5-d741-76cb-802c-b929ec2bfcca").unwrap();
+        let ticket = TicketEventPayload {
+            ticket_id: id,
+            created_by: "alice".into(),
+            title: "printer on fire".into(),
+            status: TicketStatus::Open,
+            request_id: "req-1".into(),
+        };
+        let created = EventBody::TicketCreated(ticket.clone());
+        assert_eq!(created.event_type(), "ticket.created");
+        assert_eq!(
+            created.payload(),
+            serde_json::json!({"ticket_id": "01a207f5-d741-76cb-802c-b929ec2bfcca",
+                "created_by": "alice", "title": "printer on fire", "status": "OPEN",
+                "request_id": "req-1"})
+        );
+        let closed = EventBody::TicketClosed(TicketEventPayload {
+            status: TicketStatus::Closed,
+            ..ticket
+        });
+        assert_eq!(closed.payload()["status"], "CLOSED");
+        let attachment = EventBody::AttachmentAdded(AttachmentEventPayload {
+            ticket_id: id,
+            created_by: "alice".into(),
+            attachment_id: id,
+            filename: "scan.pdf".into(),
+            content_type: "application/pdf".into(),
+            size_bytes: 1234,
+            request_id: "req-2".into(),
+        });
+        assert_eq!(
+            attachment.payload(),
+            serde_json::json!({"ticket_id": "01a207f5-d741-76cb-802c-b929ec2bfcca",
+                "created_by": "alice", "attachment_id": "01a207f5-d741-76cb-802c-b929ec2bfcca",
+                "filename": "scan.pdf", "content_type": "application/pdf", "size_bytes": 1234,
+                "request_id": "req-2"})
+        );
+        for body in [created, closed, attachment] {
+            let back = EventBody::from_parts(body.event_type(), body.payload()).unwrap();
+            assert_eq!(back, body);
+        }
+    }
+
+    #[test]
+    fn a_payload_of_the_wrong_shape_or_type_is_an_error() {
+        let renamed = serde_json::json!({"ticket": Uuid::nil(), "created_by": "a", "title": "t",
+            "status": "OPEN", "request_id": "r"});
+        assert!(EventBody::from_parts("ticket.created", renamed).is_err());
+        let ok = serde_json::json!({"ticket_id": Uuid::nil(), "created_by": "a", "title": "t",
+            "status": "OPEN", "request_id": "r"});
+        assert!(EventBody::from_parts("ticket.exploded", ok.clone()).is_err());
+        assert!(EventBody::from_parts("ticket.created", ok).is_ok());
     }
 }

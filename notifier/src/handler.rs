@@ -2,7 +2,7 @@
 //! `notifications` row are written by ONE statement, so a redelivered event (relay crash between
 //! publish and mark, consumer restart before its commit) never makes a second notification.
 
-use contracts::{EventEnvelope, event_types};
+use contracts::EventEnvelope;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -72,32 +72,19 @@ pub fn decode(value: Option<&[u8]>) -> Result<EventEnvelope, HandleError> {
     serde_json::from_slice(bytes).map_err(|e| HandleError::Undecodable(e.to_string()))
 }
 
-/// Maps an event to its notification: the ticket's owner hears about every change.
+/// Maps an event to its notification: the ticket's owner hears about every change. The payload
+/// is read as the typed [`contracts::EventBody`] of its type: an unknown type or a payload of
+/// the wrong shape is rejected (permanent: straight to the DLQ).
 pub fn notification_for(event: &EventEnvelope) -> Result<NewNotification, HandleError> {
-    match event.event_type.as_str() {
-        event_types::TICKET_CREATED
-        | event_types::TICKET_CLOSED
-        | event_types::TICKET_ATTACHMENT_ADDED => {}
-        other => {
-            return Err(HandleError::Rejected(format!(
-                "unknown event type {other:?}"
-            )));
-        }
-    }
-    let field = |name: &str| {
-        event
-            .payload
-            .get(name)
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| HandleError::Rejected(format!("payload has no string field {name:?}")))
-    };
-    let ticket_id = Uuid::parse_str(field("ticket_id")?)
-        .map_err(|e| HandleError::Rejected(format!("ticket_id: {e}")))?;
+    let body = event
+        .body()
+        .map_err(|e| HandleError::Rejected(format!("event type {:?}: {e}", event.event_type)))?;
+    let (ticket_id, recipient) = body.ticket_and_owner();
     Ok(NewNotification {
         event_id: event.event_id,
         event_type: event.event_type.clone(),
         ticket_id,
-        recipient: field("created_by")?.to_owned(),
+        recipient: recipient.to_owned(),
         payload: event.payload.clone(),
     })
 }
@@ -144,6 +131,7 @@ pub async fn record(pool: &PgPool, batch: &[NewNotification]) -> Result<Vec<Uuid
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contracts::event_types;
     use serde_json::json;
 
     fn envelope(event_type: &str, payload: serde_json::Value) -> EventEnvelope {

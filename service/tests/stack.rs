@@ -508,3 +508,54 @@ async fn the_pool_sessions_carry_statement_and_idle_transaction_limits() {
     );
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// Issue #12.1: the outbox payloads Postgres stores — `ticket.closed`'s is still built inside the
+/// close statement, to keep it one round trip — are exactly the typed `EventBody` the notifier
+/// reads. A field renamed on either side fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_event_payloads_are_the_typed_event_bodies() {
+    let Some(app) = TestApp::postgres().await else {
+        return;
+    };
+    let res = app
+        .req(Method::POST, "/v1/tickets")
+        .header("x-request-id", "req-create-1")
+        .json(&json!({"title": "typed events", "description": "d"}))
+        .send()
+        .await
+        .unwrap();
+    let ticket: Value = res.json().await.unwrap();
+    let id = ticket["id"].as_str().unwrap();
+    let res = app
+        .req(Method::POST, &format!("/v1/tickets/{id}/close"))
+        .header("x-request-id", "req-close-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let events = app.events(id).await;
+    let bodies: Vec<contracts::EventBody> = events
+        .iter()
+        .map(|e| contracts::EventBody::from_parts(&e.event_type, e.payload.clone()).unwrap())
+        .collect();
+    let payload = |status, request_id: &str| contracts::TicketEventPayload {
+        ticket_id: id.parse().unwrap(),
+        created_by: app.user.clone(),
+        title: "typed events".into(),
+        status,
+        request_id: request_id.into(),
+    };
+    assert_eq!(
+        bodies,
+        vec![
+            contracts::EventBody::TicketCreated(payload(
+                contracts::TicketStatus::Open,
+                "req-create-1"
+            )),
+            contracts::EventBody::TicketClosed(payload(
+                contracts::TicketStatus::Closed,
+                "req-close-1"
+            )),
+        ]
+    );
+}

@@ -156,13 +156,18 @@ fn event_payload(
     status: TicketStatus,
     request_id: &str,
 ) -> serde_json::Value {
-    serde_json::json!({
-        "ticket_id": ticket_id,
-        "created_by": created_by,
-        "title": title,
-        "status": status,
-        "request_id": request_id,
-    })
+    let ticket = contracts::TicketEventPayload {
+        ticket_id,
+        created_by: created_by.to_owned(),
+        title: title.to_owned(),
+        status,
+        request_id: request_id.to_owned(),
+    };
+    match status {
+        TicketStatus::Open => contracts::EventBody::TicketCreated(ticket),
+        TicketStatus::Closed => contracts::EventBody::TicketClosed(ticket),
+    }
+    .payload()
 }
 
 /// The outbox payload of `ticket.attachment_added` (see `contracts::AttachmentEventPayload`).
@@ -171,7 +176,7 @@ fn attachment_payload(
     attachment: &NewAttachment,
     request_id: &str,
 ) -> serde_json::Value {
-    serde_json::to_value(contracts::AttachmentEventPayload {
+    contracts::EventBody::AttachmentAdded(contracts::AttachmentEventPayload {
         ticket_id: attachment.ticket_id,
         created_by: owner.as_str().to_owned(),
         attachment_id: attachment.id,
@@ -180,5 +185,5 @@ fn attachment_payload(
         size_bytes: attachment.size_bytes,
         request_id: request_id.to_owned(),
     })
-    .unwrap_or_default()
+    .payload()
 }
