@@ -534,6 +534,14 @@ async fn stored_event_payloads_are_the_typed_event_bodies() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let events = app.events(id).await;
+    for e in &events {
+        let typed = contracts::EventBody::from_parts(&e.event_type, e.payload.clone()).unwrap();
+        assert_eq!(
+            e.payload,
+            typed.payload(),
+            "a field the typed body does not have"
+        );
+    }
     let bodies: Vec<contracts::EventBody> = events
         .iter()
         .map(|e| contracts::EventBody::from_parts(&e.event_type, e.payload.clone()).unwrap())
