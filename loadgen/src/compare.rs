@@ -24,6 +24,25 @@ pub struct Row {
     pub worse_pct: Option<f64>,
     pub threshold_pct: f64,
     pub verdict: Verdict,
+    /// How the verdict was reached when it is not a percent band (a proportion test).
+    pub note: Option<String>,
+}
+
+/// One-sided z above which a proportion (errors, late starts) counts as changed: 3.09 is the
+/// 99.9 % quantile of the normal distribution, so two reruns of one build are judged "same"
+/// 999 times in 1000.
+pub const PROPORTION_Z: f64 = 3.09;
+
+/// Two-proportion z-test (pooled): `x` events of `n` in A and in B. Positive z: B's share is
+/// higher.
+pub fn proportion_z(x_a: u64, n_a: u64, x_b: u64, n_b: u64) -> Option<f64> {
+    if n_a == 0 || n_b == 0 {
+        return None;
+    }
+    let (pa, pb) = (x_a as f64 / n_a as f64, x_b as f64 / n_b as f64);
+    let pooled = (x_a + x_b) as f64 / (n_a + n_b) as f64;
+    let se = (pooled * (1.0 - pooled) * (1.0 / n_a as f64 + 1.0 / n_b as f64)).sqrt();
+    Some(if se == 0.0 { 0.0 } else { (pb - pa) / se })
 }
 
 /// (metric, lower is better, which noise series)
@@ -104,6 +123,34 @@ pub fn compare(a: &Report, b: &Report, max_regression_pct: f64) -> Vec<Row> {
     METRICS
         .iter()
         .map(|&(metric, lower_better, noise)| {
+            // Shares of requests compare as proportions (issue #17.10): how unlikely B's share
+            // is if both runs had A's rate, not a percent change of almost nothing.
+            let counts = match metric {
+                "errors" => Some(((a.errors, a.requests), (b.errors, b.requests))),
+                "late" => Some(((a.late_starts, a.requests), (b.late_starts, b.requests))),
+                _ => None,
+            };
+            if let Some(((xa, na), (xb, nb))) = counts {
+                let (va, vb) = (a.metric(metric), b.metric(metric));
+                let z = proportion_z(xa, na, xb, nb);
+                let verdict = match z {
+                    None => Verdict::Missing,
+                    Some(z) if z > PROPORTION_Z => Verdict::Worse,
+                    Some(z) if z < -PROPORTION_Z => Verdict::Better,
+                    Some(_) => Verdict::Same,
+                };
+                return Row {
+                    metric,
+                    a: va,
+                    b: vb,
+                    worse_pct: va.zip(vb).map(|(x, y)| y - x),
+                    threshold_pct: 0.0,
+                    verdict,
+                    note: z.map(|z| {
+                        format!("{xa}/{na} vs {xb}/{nb}, z = {z:+.1} (limit ±{PROPORTION_Z})")
+                    }),
+                };
+            }
             let (va, vb) = (a.metric(metric), b.metric(metric));
             let threshold_pct =
                 max_regression_pct.max(noise_pct(a, noise).max(noise_pct(b, noise)));
@@ -121,12 +168,8 @@ pub fn compare(a: &Report, b: &Report, max_regression_pct: f64) -> Vec<Row> {
                 }),
                 _ => None,
             };
-            // Rates near zero (errors, late) compare in points, not percent of almost nothing.
-            let small = matches!(metric, "errors" | "late")
-                && va.zip(vb).is_some_and(|(x, y)| (y - x).abs() < 0.1);
             let verdict = match worse_pct {
                 None => Verdict::Missing,
-                Some(_) if small => Verdict::Same,
                 Some(w) if w > threshold_pct => Verdict::Worse,
                 Some(w) if w < -threshold_pct => Verdict::Better,
                 Some(_) => Verdict::Same,
@@ -138,6 +181,7 @@ pub fn compare(a: &Report, b: &Report, max_regression_pct: f64) -> Vec<Row> {
                 worse_pct,
                 threshold_pct,
                 verdict,
+                note: None,
             }
         })
         .collect()
@@ -174,6 +218,9 @@ pub fn table(a: &Report, b: &Report, rows: &[Row]) -> String {
                 Verdict::Missing => "not in both runs",
             }
         ));
+        if let Some(note) = &r.note {
+            s.push_str(&format!("{:<16} ({note}; change in points)\n", ""));
+        }
     }
     s
 }
@@ -252,5 +299,28 @@ mod tests {
         let diff = config_mismatches(&a, &b);
         assert_eq!(diff.len(), 2, "{diff:?}");
         assert!(diff[0].starts_with("rps: A 1000.0 vs B 5000.0"), "{diff:?}");
+    }
+
+    /// Issue #17.10: 0 → 0.09 % errors over 150k requests is a regression, not "same"; a rerun
+    /// with 10 vs 14 errors is not.
+    #[test]
+    fn error_rates_compare_as_proportions() {
+        let with = |errors: u64| {
+            let mut r = run(10.0, 5000.0);
+            r.requests = 150_000;
+            r.errors = errors;
+            r.error_rate_pct = errors as f64 * 100.0 / 150_000.0;
+            r
+        };
+        let verdict = |a: &Report, b: &Report| {
+            compare(a, b, 10.0)
+                .into_iter()
+                .find(|r| r.metric == "errors")
+                .unwrap()
+                .verdict
+        };
+        assert_eq!(verdict(&with(0), &with(135)), Verdict::Worse);
+        assert_eq!(verdict(&with(10), &with(14)), Verdict::Same);
+        assert_eq!(verdict(&with(135), &with(0)), Verdict::Better);
     }
 }
