@@ -323,6 +323,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
         anyhow::bail!("goose failed: {e}");
     }
 
+    // The window's events may still be in the outbox or the topic when the load stops, exactly
+    // when lag has grown: keep scraping until the pipeline has drained (or the audit timeout
+    // passed), so the lag percentiles cover them instead of ending 1 s after the run (#17.9).
+    if let Some((scrape, drained_in, drained)) = drain_pipeline(&scraper, args.audit_timeout).await
+    {
+        if !drained {
+            notes.push(format!(
+                "the pipeline had not drained {:.0} s after the load stopped: the outbox-lag and \
+                 end-to-end percentiles leave out the events still in flight",
+                drained_in.as_secs_f64()
+            ));
+        }
+        last_scrape = scrape;
+    }
     // Pipeline percentiles over the measured window, from the histograms' growth.
     let (start_relay, start_notifier) = window_start.unwrap_or_default();
     let q = |before: &Option<pipeline::Scrape>,
@@ -531,6 +545,39 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
         audit_failed.is_none() && !unsent_failed && report.slos.iter().all(|s| s.passed);
     report.write(&dir)?;
     Ok((report, dir))
+}
+
+/// Scrapes until the outbox holds nothing unsent and the consumer lag is 0 (an endpoint that does
+/// not answer is not waited for), or `timeout` passes. `None` when neither endpoint answers;
+/// otherwise the last scrape, how long it took and whether it drained.
+async fn drain_pipeline(
+    scraper: &pipeline::Scraper,
+    timeout: Duration,
+) -> Option<(
+    (Option<pipeline::Scrape>, Option<pipeline::Scrape>),
+    Duration,
+    bool,
+)> {
+    let started = std::time::Instant::now();
+    loop {
+        let (relay, notifier) = scraper.scrape().await;
+        if relay.is_none() && notifier.is_none() {
+            return None;
+        }
+        let unsent = relay.as_ref().map_or(0.0, |r| {
+            pipeline::sum(r, "outbox_pending").unwrap_or(0.0)
+                + pipeline::sum(r, "outbox_processing").unwrap_or(0.0)
+        });
+        let lag = notifier
+            .as_ref()
+            .and_then(|n| pipeline::sum(n, "consumer_lag"))
+            .unwrap_or(0.0);
+        let drained = unsent == 0.0 && lag == 0.0;
+        if drained || started.elapsed() >= timeout {
+            return Some(((relay, notifier), started.elapsed(), drained));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Goose's own HTML report counts the warm-up and measures from the actual send: say so at its
