@@ -3,6 +3,7 @@
 //! the next slot from the [`Pacer`], sleeps until the slot is due, sends, and records latency
 //! from the slot (corrected) and from the send (service time).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,26 @@ pub struct Shared {
     retry_share: f64,
     pub users: Users,
     pub recorder: Mutex<Recorder>,
+    /// Requests in flight now, and the most at once (the pool's real use; issue #17.6).
+    in_flight: AtomicUsize,
+    pub peak_in_flight: AtomicUsize,
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        shared.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        Self(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -36,6 +57,8 @@ impl Shared {
             mix: args.mix.clone(),
             retry_share: args.retry_share,
             users,
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
             // An answer can arrive up to the request timeout after a second ends (plus slack).
             recorder: Mutex::new(Recorder::new(
                 args.warmup,
@@ -127,6 +150,7 @@ async fn step(shared: &Shared, user: &mut GooseUser) {
         tokio::time::sleep_until(slot.due.into()).await;
     }
     let started = Instant::now();
+    let _in_flight = InFlight::new(shared);
     // Latency counts from the slot's due time, always (issue #17.5): the generator's own
     // lateness (timers round up to the next millisecond, a starved scheduler) is not hidden but
     // measured apart, as the send delay of slots a free worker took.

@@ -491,6 +491,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             generator_delay: Latency::of(&rec.generator_delay),
             error_latency: Latency::of(&rec.error_corrected),
             clamped_values: rec.clamped,
+            peak_in_flight: shared
+                .peak_in_flight
+                .load(std::sync::atomic::Ordering::Relaxed),
             generator_limited: !rec.generator_delay.is_empty()
                 && rec.generator_delay.value_at_quantile(0.99) as f64 / 1000.0
                     > report::GENERATOR_LIMIT_MS,

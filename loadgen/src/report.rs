@@ -111,6 +111,10 @@ pub struct Report {
     pub target: String,
     pub embedded: bool,
     pub workers: usize,
+    /// The most requests in flight at once. Equal to `workers`: the pool was exhausted, so for
+    /// a while arrivals waited for a worker (see late starts) instead of being sent on time.
+    #[serde(default)]
+    pub peak_in_flight: usize,
     pub target_rps: f64,
     /// Slots due per second over the measured window (sent or not), idempotent re-sends not
     /// counted: what the generator asked of the server.
@@ -248,6 +252,16 @@ impl Report {
             self.late_starts, self.late_pct
         ));
         md.push_str(&format!("| slots never sent | {} |\n", self.not_sent));
+        md.push_str(&format!(
+            "| peak requests in flight | {} of {} workers{} |\n",
+            self.peak_in_flight,
+            self.workers,
+            if self.workers > 0 && self.peak_in_flight >= self.workers {
+                " — **the worker pool was exhausted**: arrivals waited for a worker (late starts), the pool shaped the load"
+            } else {
+                ""
+            }
+        ));
         if self.error_latency.count > 0 {
             md.push_str(&format!(
                 "| latency of failed requests p50 / p99 / max (not in the rows above) | {:.2} / {:.2} / {:.2} ms |\n",

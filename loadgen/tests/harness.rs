@@ -85,6 +85,8 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time_and_reports_are_
         report.service.p99_ms
     );
     assert!(report.corrected.max_ms >= 400.0);
+    // Issue #17.6: the stall exhausted the 4 workers, and the report says so.
+    assert_eq!(report.peak_in_flight, 4, "peak in flight");
     // Issue #17.5: the generator's own lateness is measured apart, for the slots a free worker
     // took; at 200 rps on this box it is a timer tick, not a limit.
     assert!(
@@ -112,6 +114,7 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time_and_reports_are_
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("| latency from intended start") && md.contains("**BREACH**"));
     assert!(md.contains("| generator send delay"), "{md}");
+    assert!(md.contains("the worker pool was exhausted"), "{md}");
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 5);
     assert!(!html.contains("<script"), "self-contained, no scripts");
