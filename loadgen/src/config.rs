@@ -93,13 +93,13 @@ pub struct RunArgs {
     #[arg(long, env = "LOADGEN_SEED", default_value_t = 42)]
     pub seed: u64,
 
-    /// Concurrent Goose users (connections). Default: Little's law, rps × --latency-budget × 4.
-    #[arg(long, env = "LOADGEN_WORKERS")]
-    pub workers: Option<usize>,
-
-    /// Expected latency used to size the worker pool.
-    #[arg(long, env = "LOADGEN_LATENCY_BUDGET", default_value = "25ms", value_parser = humantime::parse_duration)]
-    pub latency_budget: Duration,
+    /// The most requests in flight at once (Goose users). The pool is elastic: every worker
+    /// shares one connection pool, a free worker only waits for its slot, so the requests in
+    /// flight — and the connections open — follow the arrivals, not the cap. When the cap is
+    /// reached slots wait for a worker (counted as late starts) and the report says so.
+    /// Default: one second of arrivals, rps × 1 s, within 64..=20000.
+    #[arg(long, visible_alias = "workers", env = "LOADGEN_MAX_WORKERS")]
+    pub max_workers: Option<usize>,
 
     /// Per-request timeout (a timeout counts as an error).
     #[arg(long, env = "LOADGEN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -176,18 +176,18 @@ impl RunArgs {
         if !(0.0..=1.0).contains(&self.retry_share) {
             return Err("--retry-share must be within 0..=1".into());
         }
-        if self.workers == Some(0) {
-            return Err("--workers must be > 0".into());
+        if self.max_workers == Some(0) {
+            return Err("--max-workers must be > 0".into());
         }
         Ok(())
     }
 
-    /// Little's law: in-flight = rate × latency; ×4 headroom for latency spikes.
+    /// The worker cap: `--max-workers`, or one second of arrivals. A server answering in
+    /// 1 s on average would need that many in flight (Little's law), so below that the cap is
+    /// not what limits the load.
     pub fn worker_count(&self) -> usize {
-        self.workers.unwrap_or_else(|| {
-            let inflight = self.rps * self.latency_budget.as_secs_f64();
-            ((inflight * 4.0).ceil() as usize).clamp(8, 2000)
-        })
+        self.max_workers
+            .unwrap_or_else(|| (self.rps.ceil() as usize).clamp(64, 20_000))
     }
 }
 
@@ -308,11 +308,17 @@ mod tests {
     }
 
     #[test]
-    fn worker_pool_follows_littles_law() {
-        let cli = Cli::parse_from(["loadgen", "--rps", "5000"]);
-        assert_eq!(cli.run.worker_count(), 500);
-        let cli = Cli::parse_from(["loadgen", "--rps", "10"]);
-        assert_eq!(cli.run.worker_count(), 8);
+    fn the_worker_cap_is_one_second_of_arrivals_unless_given() {
+        let cap = |args: &[&str]| {
+            Cli::parse_from(["loadgen"].iter().chain(args))
+                .run
+                .worker_count()
+        };
+        assert_eq!(cap(&["--rps", "5000"]), 5000);
+        assert_eq!(cap(&["--rps", "10"]), 64);
+        assert_eq!(cap(&["--rps", "100000"]), 20_000);
+        assert_eq!(cap(&["--rps", "5000", "--max-workers", "300"]), 300);
+        assert_eq!(cap(&["--rps", "5000", "--workers", "300"]), 300, "the old name");
     }
 
     #[test]

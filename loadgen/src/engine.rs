@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use goose::client::GooseClientBuilder;
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 use uuid::Uuid;
@@ -85,8 +86,8 @@ impl Shared {
     }
 }
 
-/// The Goose configuration for a run: our flags decide users, duration and host; Goose's own
-/// controllers are off, and its HTML report goes next to ours.
+/// The Goose configuration for a run: our flags decide users (the worker cap), duration and
+/// host; Goose's own controllers are off, and its HTML report goes next to ours.
 pub fn goose_config(
     target: &str,
     workers: usize,
@@ -102,6 +103,8 @@ pub fn goose_config(
     let secs = (args.warmup + args.duration).as_secs_f64().ceil() as usize + 2;
     c.run_time = Some(secs.to_string());
     c.timeout = Some(args.timeout.as_secs_f64().to_string());
+    // The API does not compress; asking for it only costs the generator CPU.
+    c.no_gzip = true;
     c.quiet = 1;
     c.no_print_metrics = true;
     c.no_error_summary = true;
@@ -123,7 +126,11 @@ pub async fn attack(
             Ok(())
         })
     });
+    // One client for every worker (issue #17.6): its connection pool hands a sending worker an
+    // idle connection, so connections follow the requests in flight instead of the cap, and
+    // idle workers — parked on their next slot — hold none.
     GooseAttack::initialize_with_config(config)?
+        .set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())?
         .register_scenario(
             scenario!("open_model")
                 .register_transaction(Transaction::new(closure).set_name("slot")),

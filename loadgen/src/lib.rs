@@ -233,7 +233,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
     }
 
     eprintln!(
-        "loadgen: {} rps for {:?} (+{:?} warm-up) against {target}, {workers} workers, mix {}",
+        "loadgen: {} rps for {:?} (+{:?} warm-up) against {target}, at most {workers} in flight, mix {}",
         args.rps,
         args.duration,
         args.warmup,
@@ -458,15 +458,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             config: serde_json::json!({
                 "rps": args.rps, "duration_s": args.duration.as_secs_f64(), "warmup_s": args.warmup.as_secs_f64(),
                 "mix": args.mix, "users": args.users, "tickets_per_user": args.tickets_per_user,
-                "retry_share": args.retry_share, "seed": args.seed, "workers": workers,
-                "latency_budget_ms": args.latency_budget.as_secs_f64() * 1000.0, "timeout_s": args.timeout.as_secs_f64(),
+                "retry_share": args.retry_share, "seed": args.seed, "max_workers": workers,
+                "timeout_s": args.timeout.as_secs_f64(),
                 "relay_metrics": args.relay_metrics, "notifier_metrics": args.notifier_metrics,
                 "audit": args.database_url.is_some(), "slos": args.slos.iter().map(|s| s.text.clone()).collect::<Vec<_>>(),
             }),
             environment: Environment::detect(),
             target: target.clone(),
             embedded,
-            workers,
+            max_workers: workers,
             target_rps: args.rps,
             // Slots due per second, sent or not; the idempotent re-sends ride on a create's slot.
             arrival_rps: (requests - retries + rec.not_sent) as f64 / secs,

@@ -110,9 +110,12 @@ pub struct Report {
     pub environment: Environment,
     pub target: String,
     pub embedded: bool,
-    pub workers: usize,
-    /// The most requests in flight at once. Equal to `workers`: the pool was exhausted, so for
-    /// a while arrivals waited for a worker (see late starts) instead of being sent on time.
+    /// The worker cap (`--max-workers`): the most requests the generator could have in flight.
+    /// Reports before #17.6 called their fixed pool `workers`; it is read here.
+    #[serde(alias = "workers")]
+    pub max_workers: usize,
+    /// The most requests in flight at once. Equal to `max_workers`: the cap was reached, so
+    /// for a while arrivals waited for a worker (see late starts) instead of being sent on time.
     #[serde(default)]
     pub peak_in_flight: usize,
     pub target_rps: f64,
@@ -213,7 +216,7 @@ impl Report {
         };
         md.push_str(&format!("# Load run {}\n\n", self.run_id));
         md.push_str(&format!(
-            "Target {} ({}), open model at **{:.0} rps** for {:.0} s after warm-up, {} workers. \
+            "Target {} ({}), open model at **{:.0} rps** for {:.0} s after warm-up, at most {} requests in flight. \
              Started {}. git {} · {} · {} cores · {}.\n\n",
             self.target,
             if self.embedded {
@@ -223,7 +226,7 @@ impl Report {
             },
             self.target_rps,
             self.duration_s,
-            self.workers,
+            self.max_workers,
             self.started_at,
             self.environment.git_sha,
             self.environment.cpu_model,
@@ -253,11 +256,11 @@ impl Report {
         ));
         md.push_str(&format!("| slots never sent | {} |\n", self.not_sent));
         md.push_str(&format!(
-            "| peak requests in flight | {} of {} workers{} |\n",
+            "| peak requests in flight | {} (cap {}){} |\n",
             self.peak_in_flight,
-            self.workers,
-            if self.workers > 0 && self.peak_in_flight >= self.workers {
-                " — **the worker pool was exhausted**: arrivals waited for a worker (late starts), the pool shaped the load"
+            self.max_workers,
+            if self.max_workers > 0 && self.peak_in_flight >= self.max_workers {
+                " — **the worker cap was reached**: arrivals waited for a worker (late starts), so the cap, not the open model, shaped the load; raise `--max-workers`"
             } else {
                 ""
             }

@@ -36,7 +36,7 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time_and_reports_are_
         "5",
         "--tickets-per-user",
         "2",
-        "--workers",
+        "--max-workers",
         "4",
         "--quiet",
         "--run-id",
@@ -114,7 +114,7 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time_and_reports_are_
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("| latency from intended start") && md.contains("**BREACH**"));
     assert!(md.contains("| generator send delay"), "{md}");
-    assert!(md.contains("the worker pool was exhausted"), "{md}");
+    assert!(md.contains("the worker cap was reached"), "{md}");
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 5);
     assert!(!html.contains("<script"), "self-contained, no scripts");

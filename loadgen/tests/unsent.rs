@@ -35,7 +35,7 @@ async fn slots_never_sent_count_and_fail_the_run() {
         "5",
         "--tickets-per-user",
         "0",
-        "--workers",
+        "--max-workers",
         "4",
         "--timeout",
         "30s",
