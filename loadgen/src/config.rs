@@ -1,4 +1,5 @@
-//! Flags: `loadgen [run flags]` and `loadgen compare A B`. Every run flag has an env variable.
+//! Flags: `loadgen [run flags]`, `loadgen compare A B` and `loadgen [run flags] compare --repeat N
+//! URL_A URL_B`. Every run flag has an env variable.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -14,8 +15,7 @@ use crate::slo::Slo;
     version,
     about = "Open-model load generator for servicedesk-lite: holds an arrival rate, records \
              latency from each request's intended start (no coordinated omission), scrapes the \
-             pipeline's lags, audits for lost events and writes reports/<run-id>/",
-    args_conflicts_with_subcommands = true
+             pipeline's lags, audits for lost events and writes reports/<run-id>/"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -37,13 +37,19 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// Baseline run.
+    /// Baseline: a run directory (or its report.json); with --repeat, the baseline's URL.
     pub a: PathBuf,
-    /// Candidate run.
+    /// Candidate: a run directory (or its report.json); with --repeat, the candidate's URL.
     pub b: PathBuf,
-    /// Percent a metric may worsen before it counts as a regression (the noise band may widen it).
+    /// Percent a metric must worsen by to count as a regression — when its 99 % interval also
+    /// lies wholly on the worse side.
     #[arg(long, default_value_t = 10.0)]
     pub max_regression: f64,
+    /// Run the load (the run flags given before `compare`) N times against each of the URLs A
+    /// and B, alternating A B B A A B …, and judge with the run-to-run spread (Welch's
+    /// interval). The runs land in `<--out>/compare-<time>/`.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=50))]
+    pub repeat: Option<u32>,
     /// Compare runs whose load differed (rate, duration, warm-up, mix, users, timeout…); without
     /// it such a pair is refused (exit 2): their numbers do not measure the same thing.
     #[arg(long)]
@@ -318,7 +324,11 @@ mod tests {
         assert_eq!(cap(&["--rps", "10"]), 64);
         assert_eq!(cap(&["--rps", "100000"]), 20_000);
         assert_eq!(cap(&["--rps", "5000", "--max-workers", "300"]), 300);
-        assert_eq!(cap(&["--rps", "5000", "--workers", "300"]), 300, "the old name");
+        assert_eq!(
+            cap(&["--rps", "5000", "--workers", "300"]),
+            300,
+            "the old name"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod record;
 pub mod report;
 pub mod slo;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -51,33 +52,10 @@ pub async fn run_cli() -> anyhow::Result<std::process::ExitCode> {
             println!("rendered {}", dir.display());
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Some(Command::Compare(c)) => {
-            let a = Report::load(&c.a)?;
-            let b = Report::load(&c.b)?;
-            let mismatches = compare::config_mismatches(&a, &b);
-            if !mismatches.is_empty() {
-                for m in &mismatches {
-                    eprintln!("loadgen: the runs' load differs: {m}");
-                }
-                if !c.allow_config_mismatch {
-                    eprintln!(
-                        "loadgen: refusing to compare runs with a different load \
-                         (--allow-config-mismatch to compare anyway)"
-                    );
-                    return Ok(std::process::ExitCode::from(2));
-                }
-            }
-            let rows = compare::compare(&a, &b, c.max_regression);
-            print!("{}", compare::table(&a, &b, &rows));
-            let regressed = rows.iter().any(|r| r.verdict == compare::Verdict::Worse);
-            Ok(if regressed {
-                println!("verdict: B regressed");
-                std::process::ExitCode::from(EXIT_REGRESSION)
-            } else {
-                println!("verdict: no regression beyond the noise band");
-                std::process::ExitCode::SUCCESS
-            })
-        }
+        Some(Command::Compare(c)) => match c.repeat {
+            Some(n) => compare::repeat(&c, n, &cli.run),
+            None => compare::main(&c),
+        },
         None => {
             let (report, dir) = run(cli.run).await?;
             println!("{}", report.markdown());

@@ -79,15 +79,22 @@ async fn slo_breach_exits_3_and_compare_flags_an_injected_regression() {
         String::from_utf8_lossy(&same.stdout)
     );
 
-    // Inject a regression: B is A with every latency tripled.
+    // Inject a regression: B is A with every latency tripled, in its report and in its
+    // per-second histograms (the bootstrap reads those).
     let mut report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(a.join("report.json")).unwrap()).unwrap();
     for key in ["p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"] {
         let v = report["corrected"][key].as_f64().unwrap();
         report["corrected"][key] = serde_json::json!(v * 3.0);
     }
-    let b = out.path().join("slower.json");
-    std::fs::write(&b, serde_json::to_string(&report).unwrap()).unwrap();
+    let b = out.path().join("slower");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(
+        b.join("report.json"),
+        serde_json::to_string(&report).unwrap(),
+    )
+    .unwrap();
+    write_scaled_hlog(&a.join("latency.hlog"), &b.join("latency.hlog"), 3);
     let worse = loadgen()
         .args(["compare", a.to_str().unwrap(), b.to_str().unwrap()])
         .output()
@@ -99,4 +106,102 @@ async fn slo_breach_exits_3_and_compare_flags_an_injected_regression() {
             .any(|l| l.starts_with("p99 ") && l.contains("REGRESSED")),
         "{text}"
     );
+}
+
+/// Copies an interval log with every value multiplied by `factor`.
+fn write_scaled_hlog(from: &std::path::Path, to: &std::path::Path, factor: u64) {
+    use hdrhistogram::serialization::V2DeflateSerializer;
+    use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+    let seconds = loadgen::compare::read_hlog(from).unwrap();
+    assert!(seconds.len() >= 2, "one interval per second");
+    let mut file = std::fs::File::create(to).unwrap();
+    let mut serializer = V2DeflateSerializer::new();
+    let mut writer = IntervalLogWriterBuilder::new()
+        .begin_log_with(&mut file, &mut serializer)
+        .unwrap();
+    for (i, h) in seconds.iter().enumerate() {
+        let mut scaled = loadgen::record::histogram();
+        for v in h.iter_recorded() {
+            scaled
+                .record_n(v.value_iterated_to() * factor, v.count_at_value())
+                .unwrap();
+        }
+        writer
+            .write_histogram(
+                &scaled,
+                Duration::from_secs(i as u64),
+                Duration::from_secs(1),
+                None,
+            )
+            .unwrap();
+    }
+}
+
+/// Issue #17.10: `compare --repeat` runs the load against A and B alternately, each in its own
+/// process, and judges with the run-to-run spread: a server twice as slow is a regression
+/// (exit 4), two servers of one build are not (exit 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_repeat_runs_both_targets_alternately_and_judges_the_spread() {
+    let stub = |ms: u64| {
+        common::start(common::Stall {
+            stall_after: 0,
+            stall_for: Duration::ZERO,
+            delay: Duration::from_millis(ms),
+        })
+    };
+    let (fast, fast_too, slow) = (stub(10).await, stub(10).await, stub(20).await);
+    let out = tempfile::tempdir().unwrap();
+    let repeat = |a: std::net::SocketAddr, b: std::net::SocketAddr| {
+        let out = out.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            loadgen()
+                .args(["--rps", "100", "--duration", "2s", "--warmup", "500ms"])
+                .args([
+                    "--mix",
+                    "get=100",
+                    "--users",
+                    "5",
+                    "--tickets-per-user",
+                    "2",
+                ])
+                .args(["--relay-metrics", "http://127.0.0.1:1/metrics"])
+                .args(["--notifier-metrics", "http://127.0.0.1:1/metrics"])
+                .arg("--out")
+                .arg(&out)
+                .args(["compare", "--repeat", "3"])
+                .args([format!("http://{a}"), format!("http://{b}")])
+                .output()
+                .unwrap()
+        })
+    };
+    let worse = repeat(fast, slow).await.unwrap();
+    let text = String::from_utf8_lossy(&worse.stdout);
+    assert_eq!(
+        worse.status.code(),
+        Some(4),
+        "{text}{}",
+        String::from_utf8_lossy(&worse.stderr)
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("p50 ") && l.contains("REGRESSED")),
+        "{text}"
+    );
+    assert!(text.contains("3 runs a side"), "{text}");
+    let same = repeat(fast, fast_too).await.unwrap();
+    let text = String::from_utf8_lossy(&same.stdout);
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    // Every run is kept: a1 b1 b2 a2 a3 b3 per compare.
+    let kept: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.len() == 2)
+        .collect();
+    assert_eq!(kept.len(), 12, "{kept:?}");
 }

@@ -56,7 +56,10 @@ async fn concurrency_follows_the_arrivals_without_a_pool_guess() {
         "peak in flight {} (Little's law: 200 rps × 200 ms = 40)",
         report.peak_in_flight
     );
-    assert!(report.peak_in_flight < report.max_workers, "the cap was not what limited");
+    assert!(
+        report.peak_in_flight < report.max_workers,
+        "the cap was not what limited"
+    );
     assert_eq!(report.late_starts, 0, "a slot waited for a worker");
     assert!(
         report.corrected.p99_ms < 400.0,
