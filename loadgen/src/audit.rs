@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::report::Latency;
+
 /// Ids listed per category in report.json.
 pub const LISTED: usize = 100;
 
@@ -141,6 +143,63 @@ struct EventRow {
     sent: bool,
     processed: bool,
     notes: i64,
+    /// The request id the write carried into the outbox (loadgen's names the slot).
+    request_id: Option<String>,
+    /// The outbox insert (the write's transaction), Unix µs on the database's clock.
+    committed_us: i64,
+    /// When the notifier processed it (its transaction), Unix µs; None while unprocessed.
+    processed_us: Option<i64>,
+}
+
+/// Pipeline latency per event of the measured window, exact (issue #17.9): no bucket
+/// interpolation and no wall-clock window. Each event's intended start comes from its request id
+/// (the slot's due time, see [`crate::plan::request_id`]), its commit and processing times from
+/// the outbox and `processed_events` rows. Same clock only on one host (or with synchronized
+/// clocks): the database's `now()` and loadgen's wall clock.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EventLatency {
+    /// Processed events of slots due inside the measured window.
+    pub events: u64,
+    /// Events of the window's slots not processed when the audit stopped waiting: not in the
+    /// percentiles below, so a non-zero count means they are biased low.
+    pub unprocessed: u64,
+    /// Intended start of the client's request → the notifier processed the event: what a user
+    /// waiting for the notification sees, coordinated omission included.
+    pub intended_to_notified: Latency,
+    /// Outbox insert → processed: the pipeline alone (relay, Kafka, notifier).
+    pub commit_to_notified: Latency,
+}
+
+/// [`EventLatency`] of the events whose request id names a slot of this run (`prefix`) due in
+/// `[window.0, window.1)` (Unix µs).
+fn event_latency(events: &[EventRow], prefix: &str, window: (i64, i64)) -> EventLatency {
+    let mut intended = crate::record::histogram();
+    let mut commit = crate::record::histogram();
+    let mut out = EventLatency::default();
+    let us = |d: i64| (d.max(1) as u64).min(crate::record::MAX_US);
+    for e in events {
+        let Some((_, due)) = e
+            .request_id
+            .as_deref()
+            .and_then(|id| crate::plan::parse_request_id(prefix, id))
+        else {
+            continue;
+        };
+        if due < window.0 || due >= window.1 {
+            continue;
+        }
+        match e.processed_us {
+            Some(done) => {
+                out.events += 1;
+                intended.saturating_record(us(done - due));
+                commit.saturating_record(us(done - e.committed_us));
+            }
+            None => out.unprocessed += 1,
+        }
+    }
+    out.intended_to_notified = Latency::of(&intended);
+    out.commit_to_notified = Latency::of(&commit);
+    out
 }
 
 /// What the acknowledged writes were: ticket ids of creates and of closes.
@@ -150,13 +209,15 @@ pub struct Acknowledged {
     pub closes: Vec<Uuid>,
 }
 
+/// The audit, and the exact pipeline latency of the events of slots due in `window` (Unix µs).
 pub async fn run(
     database_url: &str,
     user_prefix: &str,
     acknowledged: &Acknowledged,
     timeout: Duration,
     consumer_lag: impl AsyncFn() -> Option<f64>,
-) -> anyhow::Result<Audit> {
+    window: (i64, i64),
+) -> anyhow::Result<(Audit, EventLatency)> {
     let pool = PgPool::connect(database_url)
         .await
         .context("audit: connecting to --database-url")?;
@@ -174,14 +235,21 @@ pub async fn run(
     let events: Vec<EventRow> = sqlx::query_as(
         "SELECT o.aggregate_id, o.event_type, o.status = 'sent' AS sent,
                 EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = o.event_id) AS processed,
-                (SELECT count(*) FROM notifications n WHERE n.event_id = o.event_id) AS notes
+                (SELECT count(*) FROM notifications n WHERE n.event_id = o.event_id) AS notes,
+                o.headers->>'request_id' AS request_id,
+                (extract(epoch FROM o.created_at) * 1e6)::int8 AS committed_us,
+                (SELECT (extract(epoch FROM p.processed_at) * 1e6)::int8
+                 FROM processed_events p WHERE p.event_id = o.event_id) AS processed_us
          FROM tickets t JOIN outbox_events o ON o.aggregate_id = t.id
          WHERE t.created_by LIKE $1",
     )
     .bind(&pattern)
     .fetch_all(&pool)
     .await?;
-    Ok(judge(acknowledged, &tickets, &events, lag, drain_seconds))
+    Ok((
+        judge(acknowledged, &tickets, &events, lag, drain_seconds),
+        event_latency(&events, user_prefix, window),
+    ))
 }
 
 /// The verdict from what the client acknowledged and what the database holds.
@@ -291,6 +359,39 @@ fn judge(
 mod tests {
     use super::*;
 
+    /// Issue #17.9: each event's latency comes from its own slot's due time, exactly; events of
+    /// other runs, of the warm-up or after the window, and unprocessed ones stay out.
+    #[test]
+    fn event_latency_is_per_event_of_the_window() {
+        let prefix = "lg-0123456789ab";
+        let row = |rid: Option<String>, committed_us: i64, processed_us: Option<i64>| EventRow {
+            request_id: rid,
+            committed_us,
+            processed_us,
+            ..event(Uuid::nil(), "ticket.created", true, true, 1)
+        };
+        let t = 1_800_000_000_000_000_i64;
+        let id = |n: u64, due: i64| Some(crate::plan::request_id(prefix, n, due));
+        let events = [
+            // due t, committed 3 ms later, processed 40 ms after due.
+            row(id(1, t), t + 3_000, Some(t + 40_000)),
+            row(id(2, t + 1_000), t + 2_500, Some(t + 251_000)),
+            // warm-up slot, slot after the window, another run, no request id: out.
+            row(id(3, t - 5_000_000), t, Some(t + 1)),
+            row(id(4, t + 10_000_000), t + 10_000_000, Some(t + 10_000_100)),
+            row(Some(format!("lg-ffffffffffff:5:{t}")), t, Some(t + 1)),
+            row(None, t, Some(t + 1)),
+            // still in flight.
+            row(id(6, t + 2_000), t + 3_000, None),
+        ];
+        let l = event_latency(&events, prefix, (t, t + 5_000_000));
+        assert_eq!((l.events, l.unprocessed), (2, 1));
+        assert!((l.intended_to_notified.max_ms - 250.0).abs() < 0.5, "{l:?}");
+        assert!((l.intended_to_notified.p50_ms - 40.0).abs() < 0.1, "{l:?}");
+        assert!((l.commit_to_notified.p50_ms - 37.0).abs() < 0.1, "{l:?}");
+        assert!((l.commit_to_notified.max_ms - 248.5).abs() < 0.5, "{l:?}");
+    }
+
     fn event(id: Uuid, event_type: &str, sent: bool, processed: bool, notes: i64) -> EventRow {
         EventRow {
             aggregate_id: id,
@@ -298,6 +399,9 @@ mod tests {
             sent,
             processed,
             notes,
+            request_id: None,
+            committed_us: 0,
+            processed_us: None,
         }
     }
 

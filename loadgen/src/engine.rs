@@ -171,6 +171,8 @@ async fn step(shared: &Shared, user: &mut GooseUser) {
         shared.retry_share,
     );
     let r = plan::mix64(shared.seed ^ 0xA5A5, slot.n);
+    let rid = plan::request_id(&shared.users.prefix, slot.n, pacer.unix_us(&slot));
+    let rid = rid.as_str();
     let sample = |op: Op, status: Option<u16>, ok: bool, from: Instant| {
         let done = Instant::now();
         Sample {
@@ -193,14 +195,14 @@ async fn step(shared: &Shared, user: &mut GooseUser) {
     match op {
         Op::Create | Op::CreateRetry => {
             let key = Uuid::new_v4().to_string();
-            let (status, id) = create(shared, user, u, &key, true).await;
+            let (status, id) = create(shared, user, u, &key, rid, true).await;
             let ok = status == Some(201) && id.is_some();
             shared.record(sample(Op::Create, status, ok, started));
             if op == Op::CreateRetry && ok {
                 // The client "lost" the response and retries with the same key: the API must
                 // answer with the same ticket, not a twin.
                 let again = Instant::now();
-                let (status, replay) = create(shared, user, u, &key, false).await;
+                let (status, replay) = create(shared, user, u, &key, rid, false).await;
                 let ok = status == Some(201) && replay.is_some() && replay == id;
                 let mut s = sample(Op::CreateRetry, status, ok, again);
                 s.corrected = s.service;
@@ -216,13 +218,14 @@ async fn step(shared: &Shared, user: &mut GooseUser) {
                     &format!("/v1/tickets/{id}"),
                     "get",
                     &shared.users.id(u),
+                    rid,
                 )
                 .await;
                 shared.record(sample(Op::Get, status, status == Some(200), started));
             }
-            None => list(shared, user, u, r, started, &sample).await,
+            None => list(shared, user, u, r, rid, started, &sample).await,
         },
-        Op::List => list(shared, user, u, r, started, &sample).await,
+        Op::List => list(shared, user, u, r, rid, started, &sample).await,
         Op::Close => match shared.users.take_open(u) {
             Some(id) => {
                 let status = send(
@@ -231,6 +234,7 @@ async fn step(shared: &Shared, user: &mut GooseUser) {
                     &format!("/v1/tickets/{id}/close"),
                     "close",
                     &shared.users.id(u),
+                    rid,
                 )
                 .await;
                 if status == Some(200) {
@@ -238,7 +242,7 @@ async fn step(shared: &Shared, user: &mut GooseUser) {
                 }
                 shared.record(sample(Op::Close, status, status == Some(200), started));
             }
-            None => list(shared, user, u, r, started, &sample).await,
+            None => list(shared, user, u, r, rid, started, &sample).await,
         },
     }
 }
@@ -248,6 +252,7 @@ async fn list(
     user: &mut GooseUser,
     u: usize,
     r: u64,
+    rid: &str,
     started: Instant,
     sample: &impl Fn(Op, Option<u16>, bool, Instant) -> Sample,
 ) {
@@ -256,7 +261,15 @@ async fn list(
     } else {
         "/v1/tickets?limit=20"
     };
-    let status = send(user, GooseMethod::Get, path, "list", &shared.users.id(u)).await;
+    let status = send(
+        user,
+        GooseMethod::Get,
+        path,
+        "list",
+        &shared.users.id(u),
+        rid,
+    )
+    .await;
     shared.record(sample(Op::List, status, status == Some(200), started));
 }
 
@@ -267,11 +280,13 @@ async fn send(
     path: &str,
     name: &str,
     user_id: &str,
+    request_id: &str,
 ) -> Option<u16> {
     let builder = user
         .get_request_builder(&method, path)
         .ok()?
-        .header(contracts::headers::USER_ID, user_id);
+        .header(contracts::headers::USER_ID, user_id)
+        .header(contracts::headers::REQUEST_ID, request_id);
     let request = GooseRequest::builder()
         .method(method)
         .path(path)
@@ -292,6 +307,7 @@ async fn create(
     user: &mut GooseUser,
     u: usize,
     key: &str,
+    request_id: &str,
     register: bool,
 ) -> (Option<u16>, Option<Uuid>) {
     let body = contracts::CreateTicketRequest {
@@ -304,6 +320,7 @@ async fn create(
     let builder = builder
         .header(contracts::headers::USER_ID, shared.users.id(u))
         .header(contracts::headers::IDEMPOTENCY_KEY, key)
+        .header(contracts::headers::REQUEST_ID, request_id)
         .json(&body);
     let request = GooseRequest::builder()
         .method(GooseMethod::Post)

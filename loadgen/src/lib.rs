@@ -362,6 +362,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
         ),
         consumer_lag_max: max_of(|p| p.consumer_lag),
         series,
+        // Filled in by the audit.
+        exact: None,
     };
 
     let mut report = {
@@ -498,15 +500,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             let (_, notifier) = scraper.scrape().await;
             notifier.and_then(|n| pipeline::sum(&n, "consumer_lag"))
         };
-        let audit = audit::run(
+        // The measured window's slots, on the wall clock: their events' exact latency.
+        let window = shared.started().map_or((0, 0), |p| {
+            let start = p.t0_unix_us() + args.warmup.as_micros() as i64;
+            (start, start + args.duration.as_micros() as i64)
+        });
+        let (audit, latency) = audit::run(
             url,
             &shared.users.prefix,
             &acknowledged,
             args.audit_timeout,
             lag,
+            window,
         )
         .await?;
         report.audit = Some(audit);
+        report.pipeline.exact = Some(latency);
     }
     report.slos = args.slos.iter().map(|s| s.check(&report)).collect();
     let audit_failed = report.audit.as_ref().and_then(audit::Audit::failure);

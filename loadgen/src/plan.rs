@@ -13,6 +13,8 @@ use crate::config::{Mix, Op};
 /// Hands out arrival slots to whichever worker is free.
 pub struct Pacer {
     t0: Instant,
+    /// `t0` on the wall clock, Unix µs: intended starts travel to the pipeline as wall time.
+    t0_unix_us: i64,
     interval: Duration,
     total: u64,
     next: AtomicU64,
@@ -29,8 +31,13 @@ pub struct Slot {
 impl Pacer {
     /// `t0 + n / rps` for n in `0 .. rps × span`.
     pub fn new(t0: Instant, rps: f64, span: Duration) -> Self {
+        let since_t0 = Instant::now().saturating_duration_since(t0);
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
         Self {
             t0,
+            t0_unix_us: now_us - since_t0.as_micros() as i64,
             interval: Duration::from_secs_f64(1.0 / rps),
             total: (rps * span.as_secs_f64()).floor() as u64,
             next: AtomicU64::new(0),
@@ -39,6 +46,16 @@ impl Pacer {
 
     pub fn t0(&self) -> Instant {
         self.t0
+    }
+
+    /// The schedule's start on the wall clock, Unix µs.
+    pub fn t0_unix_us(&self) -> i64 {
+        self.t0_unix_us
+    }
+
+    /// A slot's intended start on the wall clock, Unix µs.
+    pub fn unix_us(&self, slot: &Slot) -> i64 {
+        self.t0_unix_us + slot.offset.as_micros() as i64
     }
 
     pub fn total(&self) -> u64 {
@@ -68,6 +85,20 @@ impl Pacer {
     pub fn taken(&self) -> u64 {
         self.next.load(Ordering::Relaxed).min(self.total)
     }
+}
+
+/// The `X-Request-Id` of a slot's requests: `<run prefix>:<slot>:<intended start, Unix µs>`. The
+/// API carries a request id into the outbox event and the Kafka headers, so after the run each
+/// event's intended start is known exactly (issue #17.9).
+pub fn request_id(prefix: &str, n: u64, intended_unix_us: i64) -> String {
+    format!("{prefix}:{n}:{intended_unix_us}")
+}
+
+/// The slot and intended start (Unix µs) of a request id this run's [`request_id`] made.
+pub fn parse_request_id(prefix: &str, id: &str) -> Option<(u64, i64)> {
+    let rest = id.strip_prefix(prefix)?.strip_prefix(':')?;
+    let (n, us) = rest.split_once(':')?;
+    Some((n.parse().ok()?, us.parse().ok()?))
 }
 
 /// splitmix64: a tiny, well-mixed hash; `(seed, n)` → a reproducible pseudo-random number.
@@ -176,6 +207,27 @@ impl Users {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_round_trip_and_other_runs_do_not_parse() {
+        let id = request_id("lg-0123456789ab", 42, 1_764_222_222_123_456);
+        assert_eq!(id, "lg-0123456789ab:42:1764222222123456");
+        assert!(
+            id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b':' || c == b'-')
+        );
+        assert_eq!(
+            parse_request_id("lg-0123456789ab", &id),
+            Some((42, 1_764_222_222_123_456))
+        );
+        assert_eq!(parse_request_id("lg-ffffffffffff", &id), None);
+        assert_eq!(
+            parse_request_id("lg-0123456789ab", "lg-0123456789ab:x:1"),
+            None
+        );
+    }
 
     #[test]
     fn slots_follow_the_rate_regardless_of_who_takes_them() {

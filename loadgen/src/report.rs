@@ -98,6 +98,10 @@ pub struct PipelineSummary {
     pub e2e_p99_ms: Option<f64>,
     pub consumer_lag_max: Option<f64>,
     pub series: Vec<PipelinePoint>,
+    /// Per event of the window's slots, exact, from the database after the drain (with
+    /// `--database-url`; issue #17.9). When present, `e2e_p99` SLOs and compare use it.
+    #[serde(default)]
+    pub exact: Option<crate::audit::EventLatency>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -183,7 +187,19 @@ impl Report {
             "rps" => Some(self.throughput_rps),
             "outbox_lag_p99" => self.pipeline.outbox_lag_p99_ms,
             "outbox_lag_max" => self.pipeline.outbox_lag_max_ms,
-            "e2e_p99" => self.pipeline.e2e_p99_ms,
+            "e2e_p99" => self
+                .pipeline
+                .exact
+                .as_ref()
+                .filter(|e| e.events > 0)
+                .map(|e| e.commit_to_notified.p99_ms)
+                .or(self.pipeline.e2e_p99_ms),
+            "notified_p99" => self
+                .pipeline
+                .exact
+                .as_ref()
+                .filter(|e| e.events > 0)
+                .map(|e| e.intended_to_notified.p99_ms),
             "consumer_lag_max" => self.pipeline.consumer_lag_max,
             "lost_events" => self.audit.as_ref().map(|a| a.lost as f64),
             _ => None,
@@ -299,10 +315,36 @@ impl Report {
             opt(p.outbox_lag_max_ms, " ms")
         ));
         md.push_str(&format!(
-            "| end-to-end p50 / p99 (commit → notification) | {} / {} |\n",
+            "| end-to-end p50 / p99 (commit → notification; services' histograms, interpolated) | {} / {} |\n",
             opt(p.e2e_p50_ms, " ms"),
             opt(p.e2e_p99_ms, " ms")
         ));
+        if let Some(e) = p
+            .exact
+            .as_ref()
+            .filter(|e| e.events > 0 || e.unprocessed > 0)
+        {
+            let l = |x: &Latency| {
+                format!(
+                    "{:.1} / {:.1} / {:.1} / {:.1} ms",
+                    x.p50_ms, x.p99_ms, x.p999_ms, x.max_ms
+                )
+            };
+            md.push_str(&format!(
+                "| per event, exact: intended start → notified p50 / p99 / p99.9 / max | {} ({} events of the window{}) |\n",
+                l(&e.intended_to_notified),
+                e.events,
+                if e.unprocessed > 0 {
+                    format!(", **{} unprocessed, left out: biased low**", e.unprocessed)
+                } else {
+                    String::new()
+                }
+            ));
+            md.push_str(&format!(
+                "| per event, exact: commit → notified p50 / p99 / p99.9 / max | {} |\n",
+                l(&e.commit_to_notified)
+            ));
+        }
         md.push_str(&format!(
             "| consumer lag max | {} |\n",
             opt(p.consumer_lag_max, " msgs")

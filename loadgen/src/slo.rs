@@ -37,6 +37,7 @@ const METRICS: &[(&str, Kind)] = &[
     ("outbox_lag_p99", Kind::Ms),
     ("outbox_lag_max", Kind::Ms),
     ("e2e_p99", Kind::Ms),
+    ("notified_p99", Kind::Ms),
     ("consumer_lag_max", Kind::Number),
     ("lost_events", Kind::Number),
 ];

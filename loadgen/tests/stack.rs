@@ -99,6 +99,23 @@ async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
         "end-to-end latency scraped from the notifier"
     );
     assert!(!report.pipeline.series.is_empty());
+    // Issue #17.9: every write of the window's slots is timed per event, exactly, from its own
+    // intended start (carried in the request id) to the notifier's processing.
+    let exact = report.pipeline.exact.clone().expect("exact pipeline latency");
+    let window_writes = report.endpoints.get("create").map_or(0, |e| e.requests) + closes;
+    assert_eq!(exact.unprocessed, 0, "{exact:?}");
+    assert!(
+        exact.events >= window_writes * 9 / 10 && exact.events <= window_writes + 10,
+        "{} events for {window_writes} writes in the window",
+        exact.events
+    );
+    assert!(exact.intended_to_notified.p50_ms >= exact.commit_to_notified.p50_ms);
+    assert!(exact.commit_to_notified.p50_ms > 0.0);
+    assert_eq!(
+        report.metric("e2e_p99"),
+        Some(exact.commit_to_notified.p99_ms),
+        "SLOs use the exact figure"
+    );
 
     // A loss: one processed event of this run disappears (as if the notifier never saw it).
     sqlx::query(
@@ -136,9 +153,11 @@ async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
         &acknowledged,
         Duration::from_secs(2),
         async || Some(0.0),
+        (0, i64::MAX),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .0;
     assert_eq!((again.lost, again.sent_unprocessed), (1, 1), "{again:?}");
     assert_eq!(again.ids.lost.len(), 1, "the lost event's ticket is named");
 }
