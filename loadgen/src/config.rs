@@ -154,6 +154,13 @@ pub struct RunArgs {
     #[arg(long, env = "LOADGEN_RUN_ID")]
     pub run_id: Option<String>,
 
+    /// Also send every request through Goose's own metrics and keep its report (goose.html:
+    /// includes the warm-up, not CO-corrected). Costs the generator CPU per request (see
+    /// reports/*-loadgen-fidelity), so it is off by default: loadgen's recorder is the
+    /// measurement.
+    #[arg(long, env = "LOADGEN_GOOSE_REPORT", default_value_t = false)]
+    pub goose_report: bool,
+
     /// No progress line.
     #[arg(long, env = "LOADGEN_QUIET", default_value_t = false)]
     pub quiet: bool,

@@ -24,6 +24,8 @@ pub struct Shared {
     seed: u64,
     mix: Mix,
     retry_share: f64,
+    /// Requests go through Goose's metrics (`--goose-report`), or straight to the shared client.
+    goose_metrics: bool,
     pub users: Users,
     pub recorder: Mutex<Recorder>,
     /// Requests in flight now, and the most at once (the pool's real use; issue #17.6).
@@ -57,6 +59,7 @@ impl Shared {
             seed: args.seed,
             mix: args.mix.clone(),
             retry_share: args.retry_share,
+            goose_metrics: args.goose_report,
             users,
             in_flight: AtomicUsize::new(0),
             peak_in_flight: AtomicUsize::new(0),
@@ -92,7 +95,7 @@ pub fn goose_config(
     target: &str,
     workers: usize,
     args: &RunArgs,
-    report: &str,
+    report: Option<&std::path::Path>,
 ) -> GooseConfiguration {
     let mut c = GooseConfiguration::default();
     c.host = Some(target.to_string());
@@ -110,7 +113,12 @@ pub fn goose_config(
     c.no_error_summary = true;
     c.no_telnet = true;
     c.no_reset_metrics = true;
-    c.report_file = vec![report.to_string()];
+    match report {
+        Some(path) => c.report_file = vec![path.to_string_lossy().into_owned()],
+        // Goose's per-request and per-transaction metrics cost the generator CPU per request
+        // (issue #17.11); loadgen's recorder is the measurement.
+        None => c.no_metrics = true,
+    }
     c
 }
 
@@ -213,6 +221,7 @@ async fn step(shared: &Shared, user: &mut GooseUser) {
         Op::Get => match shared.users.any(u, r) {
             Some(id) => {
                 let status = send(
+                    shared,
                     user,
                     GooseMethod::Get,
                     &format!("/v1/tickets/{id}"),
@@ -229,6 +238,7 @@ async fn step(shared: &Shared, user: &mut GooseUser) {
         Op::Close => match shared.users.take_open(u) {
             Some(id) => {
                 let status = send(
+                    shared,
                     user,
                     GooseMethod::Post,
                     &format!("/v1/tickets/{id}/close"),
@@ -262,6 +272,7 @@ async fn list(
         "/v1/tickets?limit=20"
     };
     let status = send(
+        shared,
         user,
         GooseMethod::Get,
         path,
@@ -273,8 +284,39 @@ async fn list(
     shared.record(sample(Op::List, status, status == Some(200), started));
 }
 
-/// Sends a body-less request through Goose (so Goose's metrics see it too).
+/// Sends one request: through Goose's request path when its metrics are on (`--goose-report`),
+/// else straight through the shared client — Goose's per-request bookkeeping (a metric record
+/// sent over a channel, URL re-parsing, header-map clones) was most of the generator's own CPU
+/// per request (issue #17.11). None for a transport error or a timeout.
+async fn exchange(
+    shared: &Shared,
+    user: &mut GooseUser,
+    method: GooseMethod,
+    path: &str,
+    name: &str,
+    build: impl FnOnce(goose_reqwest::RequestBuilder) -> goose_reqwest::RequestBuilder,
+) -> Option<goose_reqwest::Response> {
+    if shared.goose_metrics {
+        let builder = build(user.get_request_builder(&method, path).ok()?);
+        let request = GooseRequest::builder()
+            .method(method)
+            .path(path)
+            .name(name)
+            .set_request_builder(builder)
+            .build();
+        return user.request(request).await.ok()?.response.ok();
+    }
+    let method = match method {
+        GooseMethod::Post => goose_reqwest::Method::POST,
+        _ => goose_reqwest::Method::GET,
+    };
+    let url = format!("{}{path}", user.base_url.as_str().trim_end_matches('/'));
+    build(user.client.request(method, url)).send().await.ok()
+}
+
+/// Sends a body-less request; its status.
 async fn send(
+    shared: &Shared,
     user: &mut GooseUser,
     method: GooseMethod,
     path: &str,
@@ -282,19 +324,11 @@ async fn send(
     user_id: &str,
     request_id: &str,
 ) -> Option<u16> {
-    let builder = user
-        .get_request_builder(&method, path)
-        .ok()?
-        .header(contracts::headers::USER_ID, user_id)
-        .header(contracts::headers::REQUEST_ID, request_id);
-    let request = GooseRequest::builder()
-        .method(method)
-        .path(path)
-        .name(name)
-        .set_request_builder(builder)
-        .build();
-    let response = user.request(request).await.ok()?;
-    let r = response.response.ok()?;
+    let r = exchange(shared, user, method, path, name, |b| {
+        b.header(contracts::headers::USER_ID, user_id)
+            .header(contracts::headers::REQUEST_ID, request_id)
+    })
+    .await?;
     let status = r.status().as_u16();
     // Read the body so the connection is reused.
     let _ = r.bytes().await;
@@ -314,24 +348,22 @@ async fn create(
         title: "loadgen ticket".into(),
         description: "created by loadgen".into(),
     };
-    let Ok(builder) = user.get_request_builder(&GooseMethod::Post, "/v1/tickets") else {
-        return (None, None);
-    };
-    let builder = builder
-        .header(contracts::headers::USER_ID, shared.users.id(u))
-        .header(contracts::headers::IDEMPOTENCY_KEY, key)
-        .header(contracts::headers::REQUEST_ID, request_id)
-        .json(&body);
-    let request = GooseRequest::builder()
-        .method(GooseMethod::Post)
-        .path("/v1/tickets")
-        .name("create")
-        .set_request_builder(builder)
-        .build();
-    let Ok(response) = user.request(request).await else {
-        return (None, None);
-    };
-    let Ok(r) = response.response else {
+    let user_id = shared.users.id(u);
+    let response = exchange(
+        shared,
+        user,
+        GooseMethod::Post,
+        "/v1/tickets",
+        "create",
+        |b| {
+            b.header(contracts::headers::USER_ID, &user_id)
+                .header(contracts::headers::IDEMPOTENCY_KEY, key)
+                .header(contracts::headers::REQUEST_ID, request_id)
+                .json(&body)
+        },
+    )
+    .await;
+    let Some(r) = response else {
         return (None, None);
     };
     let status = r.status().as_u16();

@@ -222,10 +222,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let goose_report = dir.join("goose.html");
-    let goose_config =
-        engine::goose_config(&target, workers, &args, &goose_report.to_string_lossy());
+    let goose_report = args.goose_report.then(|| dir.join("goose.html"));
+    let goose_config = engine::goose_config(&target, workers, &args, goose_report.as_deref());
     let attack = tokio::spawn(engine::attack(shared.clone(), goose_config));
+    let cpu = tokio::spawn(window_cpu(shared.clone(), args.warmup, args.duration));
 
     // Once a second: progress line and pipeline scrape.
     let bar = if args.quiet {
@@ -292,7 +292,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
     }
     bar.finish_and_clear();
     let goose_metrics = attack.await.context("goose task")?;
-    label_goose_report(&goose_report);
+    if let Some(path) = &goose_report {
+        label_goose_report(path);
+    }
     // When the run stopped: unanswered slots count as waiting until here.
     let run_end = shared
         .started()
@@ -366,6 +368,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
         exact: None,
     };
 
+    let cpu_s = cpu.await.ok().flatten();
     let mut report = {
         let mut rec = shared
             .recorder
@@ -469,6 +472,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
             not_sent: rec.not_sent,
             not_sent_allowed: args.allow_not_sent,
             generator_delay: Latency::of(&rec.generator_delay),
+            generator_cpu_s: None,
             error_latency: Latency::of(&rec.error_corrected),
             clamped_values: rec.clamped,
             peak_in_flight: shared
@@ -490,6 +494,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
         }
     };
 
+    report.generator_cpu_s = cpu_s;
     if let Some(url) = &args.database_url {
         eprintln!(
             "loadgen: auditing for lost events (waiting up to {:?} for the pipeline to drain)",
@@ -535,6 +540,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
         audit_failed.is_none() && !unsent_failed && report.slos.iter().all(|s| s.passed);
     report.write(&dir)?;
     Ok((report, dir))
+}
+
+/// CPU time (user + system) of the whole process during the measured window: what the
+/// generator cost the box (with an embedded service, the service's too). None when the
+/// schedule never started or the OS does not say.
+async fn window_cpu(shared: Arc<Shared>, warmup: Duration, duration: Duration) -> Option<f64> {
+    let t0 = loop {
+        if let Some(p) = shared.started() {
+            break p.t0();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    tokio::time::sleep_until((t0 + warmup).into()).await;
+    let start = process_cpu()?;
+    tokio::time::sleep_until((t0 + warmup + duration).into()).await;
+    Some((process_cpu()? - start).as_secs_f64())
+}
+
+/// The process's CPU time so far (getrusage).
+fn process_cpu() -> Option<Duration> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec().max(0) as u64)
+            + Duration::from_micros(t.tv_usec().max(0) as u64)
+    };
+    Some(tv(usage.user_time()) + tv(usage.system_time()))
 }
 
 /// Scrapes until the outbox holds nothing unsent and the consumer lag is 0 (an endpoint that does

@@ -149,6 +149,10 @@ pub struct Report {
     /// Actual send − due of the slots a free worker took: the generator's own lateness.
     #[serde(default)]
     pub generator_delay: Latency,
+    /// CPU seconds (user + system) the whole loadgen process used during the measured window;
+    /// with an embedded service, the service's CPU is in it too.
+    #[serde(default)]
+    pub generator_cpu_s: Option<f64>,
     /// The generator's lateness was large enough to distort the numbers (p99 over
     /// [`GENERATOR_LIMIT_MS`]): the run measured the generator as much as the server.
     #[serde(default)]
@@ -291,6 +295,14 @@ impl Report {
             md.push_str(&format!(
                 "| values above one hour (recorded as one hour) | {} |\n",
                 self.clamped_values
+            ));
+        }
+        if let Some(cpu) = self.generator_cpu_s {
+            md.push_str(&format!(
+                "| loadgen process CPU in the window (user + system){} | {:.2} s, {:.1} µs per request |\n",
+                if self.embedded { ", embedded service included" } else { "" },
+                cpu,
+                cpu * 1e6 / self.requests.max(1) as f64
             ));
         }
         md.push_str(&format!(

@@ -39,6 +39,8 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time_and_reports_are_
         "--max-workers",
         "4",
         "--quiet",
+        // Through Goose's own request path, with its report (the default bypasses it).
+        "--goose-report",
         "--run-id",
         "stall",
         "--out",

@@ -101,7 +101,11 @@ async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
     assert!(!report.pipeline.series.is_empty());
     // Issue #17.9: every write of the window's slots is timed per event, exactly, from its own
     // intended start (carried in the request id) to the notifier's processing.
-    let exact = report.pipeline.exact.clone().expect("exact pipeline latency");
+    let exact = report
+        .pipeline
+        .exact
+        .clone()
+        .expect("exact pipeline latency");
     let window_writes = report.endpoints.get("create").map_or(0, |e| e.requests) + closes;
     assert_eq!(exact.unprocessed, 0, "{exact:?}");
     assert!(
