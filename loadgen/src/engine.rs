@@ -75,7 +75,7 @@ impl Shared {
     /// The schedule, started by the first worker that asks.
     pub fn pacer(&self) -> &Pacer {
         self.pacer
-            .get_or_init(|| Pacer::new(Instant::now(), self.rps, self.span))
+            .get_or_init(|| Pacer::start(Instant::now(), self.rps, self.span))
     }
 
     pub fn started(&self) -> Option<&Pacer> {
@@ -150,21 +150,17 @@ pub async fn attack(
 /// One arrival: wait for the slot, send, record.
 async fn step(shared: &Shared, user: &mut GooseUser) {
     let pacer = shared.pacer();
-    let Some(slot) = pacer.take() else {
+    let Some(slot) = pacer.take().await else {
         // Schedule exhausted: idle until Goose stops the run.
         tokio::time::sleep(Duration::from_millis(100)).await;
         return;
     };
-    // A worker that takes a slot before it is due was free: it sleeps, and the timer's
-    // sub-millisecond overshoot is the generator's, not the server's, so its latency starts at
-    // the send. A slot taken after it was due waited for a worker (the server was slow):
-    // its latency starts at the intended time — the coordinated-omission correction.
-    let taken = Instant::now();
-    let waited_for_worker = taken > slot.due;
-    if !waited_for_worker {
-        tokio::time::sleep_until(slot.due.into()).await;
-    }
+    // The slot was released at its due time. Taken by a worker that was waiting for one, its
+    // delay since is the generator's own (the pacing thread's and the wake-up's); released
+    // while every worker was busy, it waited for a worker — the server was slow — and counts
+    // as a late start. Latency starts at the due time either way (issue #17.5).
     let started = Instant::now();
+    let waited_for_worker = !slot.free;
     let _in_flight = InFlight::new(shared);
     // Latency counts from the slot's due time, always (issue #17.5): the generator's own
     // lateness (timers round up to the next millisecond, a starved scheduler) is not hidden but

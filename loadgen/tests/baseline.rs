@@ -1,0 +1,71 @@
+//! Issue #17.10 on real data: the committed embedded baseline and its rerun (same build, same
+//! box, one after the other) are judged "no regression", and the rerun made 30 % slower is caught.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use loadgen::compare::{Run, Verdict, compare};
+
+const BASELINE: &str = "2026-11-27-embedded-5000rps";
+const RERUN: &str = "2026-11-27-embedded-5000rps-rerun";
+
+fn load(name: &str) -> Run {
+    Run::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../reports")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// The run with every latency × `factor`, per second and in its report.
+fn slower(run: &Run, factor: f64) -> Run {
+    let mut out = run.clone();
+    out.seconds = run
+        .seconds
+        .iter()
+        .map(|h| {
+            let mut s = loadgen::record::histogram();
+            for v in h.iter_recorded() {
+                let value = (v.value_iterated_to() as f64 * factor) as u64;
+                s.record_n(value, v.count_at_value()).unwrap();
+            }
+            s
+        })
+        .collect();
+    let c = &mut out.report.corrected;
+    for v in [
+        &mut c.p50_ms,
+        &mut c.p90_ms,
+        &mut c.p99_ms,
+        &mut c.p999_ms,
+        &mut c.max_ms,
+    ] {
+        *v *= factor;
+    }
+    out.report.service.p99_ms *= factor;
+    out
+}
+
+#[test]
+fn the_committed_baseline_passes_its_rerun_and_catches_thirty_percent() {
+    let (a, b) = (load(BASELINE), load(RERUN));
+    assert!(
+        a.seconds.len() >= 20 && b.seconds.len() >= 20,
+        "per-second histograms"
+    );
+    assert!(loadgen::compare::config_mismatches(&a.report, &b.report).is_empty());
+    let rows = compare(&a, &b, 10.0);
+    let table = loadgen::compare::table(&a.report, &b.report, &rows);
+    assert!(
+        rows.iter().all(|r| r.verdict != Verdict::Worse),
+        "a rerun of the same build regressed:\n{table}"
+    );
+    let worse = slower(&b, 1.3);
+    let rows = compare(&a, &worse, 10.0);
+    let table = loadgen::compare::table(&a.report, &worse.report, &rows);
+    for metric in ["p50", "p90", "p99"] {
+        let row = rows.iter().find(|r| r.metric == metric).unwrap();
+        assert_eq!(row.verdict, Verdict::Worse, "×1.3 not caught:\n{table}");
+    }
+}
