@@ -29,7 +29,9 @@ pub struct Pacer {
     /// Workers waiting for a slot that no released slot has been promised to yet.
     idle: Arc<AtomicI64>,
     released: Arc<AtomicU64>,
-    slots: flume::Receiver<Slot>,
+    /// One waiting worker holds the receiver; the others queue on the lock (FIFO), so a release
+    /// wakes one worker, not every idle one.
+    slots: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Slot>>,
 }
 
 /// One arrival: its number and intended start.
@@ -51,7 +53,7 @@ impl Pacer {
             .map_or(0, |d| d.as_micros() as i64);
         let interval = Duration::from_secs_f64(1.0 / rps);
         let total = (rps * span.as_secs_f64()).floor() as u64;
-        let (tx, slots) = flume::unbounded();
+        let (tx, slots) = tokio::sync::mpsc::unbounded_channel();
         let idle = Arc::new(AtomicI64::new(0));
         let released = Arc::new(AtomicU64::new(0));
         let (thread_idle, thread_released) = (idle.clone(), released.clone());
@@ -97,7 +99,7 @@ impl Pacer {
             total,
             idle,
             released,
-            slots,
+            slots: tokio::sync::Mutex::new(slots),
         }
     }
 
@@ -127,7 +129,7 @@ impl Pacer {
     /// The next released slot, waiting for one; None when the schedule is exhausted.
     pub async fn take(&self) -> Option<Slot> {
         self.idle.fetch_add(1, Ordering::AcqRel);
-        let slot = self.slots.recv_async().await.ok();
+        let slot = self.slots.lock().await.recv().await;
         // A slot released with no waiting worker was promised to nobody: give back this
         // worker's place in the count (a promised slot took it already).
         if !slot.is_some_and(|s| s.free) {
