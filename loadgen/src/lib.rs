@@ -386,6 +386,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
                 },
             );
         }
+        // Close every second still open and merge the answers that came after their second
+        // closed, so each second's p50/p99 and histogram are final.
+        rec.finish();
         let retries = rec
             .ops
             .get(&config::Op::CreateRetry)

@@ -113,6 +113,16 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time_and_reports_are_
     let parsed = Report::load(&dir).unwrap();
     assert_eq!(parsed.requests, report.requests);
     assert_eq!(parsed.series.len(), 4);
+    // Every measured second had answers: each has its own p50/p99 (the seconds still open when
+    // the run ended must be closed too).
+    assert!(
+        parsed
+            .series
+            .iter()
+            .all(|p| p.p50_ms.is_some() && p.p99_ms.is_some()),
+        "{:?}",
+        parsed.series
+    );
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("| latency from intended start") && md.contains("**BREACH**"));
     assert!(md.contains("| generator send delay"), "{md}");
