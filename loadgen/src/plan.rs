@@ -2,7 +2,7 @@
 //! happened to earlier requests (open model); which operation and which user it gets follows
 //! from `(seed, n)` alone, so the same seed gives the same sequence.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,18 +16,15 @@ use crate::config::{Mix, Op};
 /// millisecond late, and a corrected latency that starts at the slot (as it must) would carry
 /// that overshoot (issue #17.11; oha hides it by starting its clock when its ticker wakes). So
 /// the schedule is kept by one OS thread sleeping with nanosecond timer slack (typically tens
-/// of µs late), which hands each slot, when due, to the workers through a channel. A slot
-/// released while no worker waited for one is marked: it waits in the channel for a worker to
-/// come free — a late start, the server's doing — while the delay of a slot a free worker took
-/// is the generator's own.
+/// of µs late), which hands each slot, when due, to the workers through a channel. A slot that
+/// was due before the worker taking it came asking waited for a worker — a late start, the
+/// server's doing; the delay of a slot a worker was already waiting for is the generator's own.
 pub struct Pacer {
     t0: Instant,
     /// `t0` on the wall clock, Unix µs: intended starts travel to the pipeline as wall time.
     t0_unix_us: i64,
     interval: Duration,
     total: u64,
-    /// Workers waiting for a slot that no released slot has been promised to yet.
-    idle: Arc<AtomicI64>,
     released: Arc<AtomicU64>,
     /// One waiting worker holds the receiver; the others queue on the lock (FIFO), so a release
     /// wakes one worker, not every idle one.
@@ -40,7 +37,7 @@ pub struct Slot {
     pub n: u64,
     pub offset: Duration,
     pub due: Instant,
-    /// A worker was waiting when the slot was released (else it waited for one).
+    /// The worker taking it was waiting before it was due (else it waited for a worker).
     pub free: bool,
 }
 
@@ -54,9 +51,8 @@ impl Pacer {
         let interval = Duration::from_secs_f64(1.0 / rps);
         let total = (rps * span.as_secs_f64()).floor() as u64;
         let (tx, slots) = tokio::sync::mpsc::unbounded_channel();
-        let idle = Arc::new(AtomicI64::new(0));
         let released = Arc::new(AtomicU64::new(0));
-        let (thread_idle, thread_released) = (idle.clone(), released.clone());
+        let thread_released = released.clone();
         let spawned = std::thread::Builder::new()
             .name("loadgen-pacer".into())
             .spawn(move || {
@@ -69,21 +65,13 @@ impl Pacer {
                     if !wait.is_zero() {
                         std::thread::sleep(wait);
                     }
-                    // Promise the slot to a waiting worker, if there is one.
-                    let free = thread_idle
-                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                            (v > 0).then(|| v - 1)
-                        })
-                        .is_ok();
-                    if tx
-                        .send(Slot {
-                            n,
-                            offset,
-                            due,
-                            free,
-                        })
-                        .is_err()
-                    {
+                    let slot = Slot {
+                        n,
+                        offset,
+                        due,
+                        free: false,
+                    };
+                    if tx.send(slot).is_err() {
                         return; // the run is over
                     }
                     thread_released.store(n + 1, Ordering::Relaxed);
@@ -97,7 +85,6 @@ impl Pacer {
             t0_unix_us: now_us - since_t0.as_micros() as i64,
             interval,
             total,
-            idle,
             released,
             slots: tokio::sync::Mutex::new(slots),
         }
@@ -128,14 +115,12 @@ impl Pacer {
 
     /// The next released slot, waiting for one; None when the schedule is exhausted.
     pub async fn take(&self) -> Option<Slot> {
-        self.idle.fetch_add(1, Ordering::AcqRel);
-        let slot = self.slots.lock().await.recv().await;
-        // A slot released with no waiting worker was promised to nobody: give back this
-        // worker's place in the count (a promised slot took it already).
-        if !slot.is_some_and(|s| s.free) {
-            self.idle.fetch_sub(1, Ordering::AcqRel);
-        }
-        slot
+        let asked = Instant::now();
+        let mut slot = self.slots.lock().await.recv().await?;
+        // Judged by the worker, not at release: a slot released while a worker was free can
+        // still queue behind older slots that waited for one.
+        slot.free = asked <= slot.due;
+        Some(slot)
     }
 
     /// Slots released so far.
