@@ -241,6 +241,27 @@ fn counts(r: &Report, metric: &str) -> (u64, u64) {
     }
 }
 
+/// The row of a metric whose change has (or lacks) an interval.
+fn change_row(
+    metric: &'static str,
+    (a, b): (Option<f64>, Option<f64>),
+    lower_better: bool,
+    change: Option<Change>,
+    max_regression_pct: f64,
+) -> Row {
+    let interval = change.map(|c| as_worse(c, lower_better));
+    let worse = a.zip(b).map(|(x, y)| worse_pct(x, y, lower_better));
+    Row {
+        metric,
+        a,
+        b,
+        worse_pct: worse,
+        interval,
+        verdict: worse.map_or(Verdict::Missing, |w| judge(w, interval, max_regression_pct)),
+        note: None,
+    }
+}
+
 /// One run a side: intervals from the bootstrap.
 pub fn compare(a: &Run, b: &Run, max_regression_pct: f64) -> Vec<Row> {
     METRICS
@@ -259,20 +280,11 @@ pub fn compare(a: &Run, b: &Run, max_regression_pct: f64) -> Vec<Row> {
                 Kind::Throughput => stats::mean_change(&a.throughput(), &b.throughput()),
                 _ => None,
             };
-            let interval = change.map(|c| as_worse(c, lower_better));
-            let worse = va.zip(vb).map(|(x, y)| worse_pct(x, y, lower_better));
-            let verdict =
-                worse.map_or(Verdict::Missing, |w| judge(w, interval, max_regression_pct));
-            let note = (interval.is_none() && worse.is_some())
-                .then(|| "no interval: one figure per run (--repeat gives one)".to_string());
+            let row = change_row(metric, (va, vb), lower_better, change, max_regression_pct);
             Row {
-                metric,
-                a: va,
-                b: vb,
-                worse_pct: worse,
-                interval,
-                verdict,
-                note,
+                note: (row.interval.is_none() && row.worse_pct.is_some())
+                    .then(|| "no interval: one figure per run (--repeat gives one)".to_string()),
+                ..row
             }
         })
         .collect()
@@ -299,21 +311,11 @@ pub fn compare_repeated(a: &[Report], b: &[Report], max_regression_pct: f64) -> 
             let (fa, fb) = (figures(a), figures(b));
             let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
             let (va, vb) = (fa.as_ref().map(mean), fb.as_ref().map(mean));
-            let interval = fa
+            let change = fa
                 .as_ref()
                 .zip(fb.as_ref())
-                .and_then(|(x, y)| stats::welch_change(x, y))
-                .map(|c| as_worse(c, lower_better));
-            let worse = va.zip(vb).map(|(x, y)| worse_pct(x, y, lower_better));
-            Row {
-                metric,
-                a: va,
-                b: vb,
-                worse_pct: worse,
-                interval,
-                verdict: worse.map_or(Verdict::Missing, |w| judge(w, interval, max_regression_pct)),
-                note: None,
-            }
+                .and_then(|(x, y)| stats::welch_change(x, y));
+            change_row(metric, (va, vb), lower_better, change, max_regression_pct)
         })
         .collect()
 }

@@ -331,10 +331,7 @@ impl Recorder {
         let window_end = self.warmup + Duration::from_secs(self.seconds.len() as u64);
         // An idempotent re-send is not an arrival, so its answer is not throughput either: else
         // throughput would read 1 % above the arrival rate at the default mix.
-        if s.ok
-            && s.op != Op::CreateRetry
-            && s.completed >= self.warmup
-            && s.completed < window_end
+        if s.ok && s.op != Op::CreateRetry && s.completed >= self.warmup && s.completed < window_end
         {
             self.ok_in_window += 1;
             let i = (s.completed - self.warmup).as_secs() as usize;
@@ -452,7 +449,10 @@ mod tests {
         r.record(&resend);
         assert_eq!(r.ok_in_window, 1);
         assert_eq!(r.seconds[0].completed_ok, 1);
-        assert_eq!(r.requests, 4, "all three arrived in the window, plus the re-send");
+        assert_eq!(
+            r.requests, 4,
+            "all three arrived in the window, plus the re-send"
+        );
     }
 
     /// Issue #17.7: a day-long run holds only the last few seconds' histograms; the rest are

@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use clap::Parser;
 use loadgen::report::Report;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,41 +19,32 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time_and_reports_are_
     })
     .await;
     let out = tempfile::tempdir().unwrap();
-    let cli = loadgen::Cli::parse_from([
-        "loadgen",
-        "--target",
-        &format!("http://{addr}"),
-        "--rps",
-        "200",
-        "--duration",
-        "4s",
-        "--warmup",
-        "500ms",
-        "--mix",
-        "get=100",
-        "--users",
-        "5",
-        "--tickets-per-user",
-        "2",
-        "--max-workers",
-        "4",
-        "--quiet",
-        // Through Goose's own request path, with its report (the default bypasses it).
-        "--goose-report",
-        "--run-id",
+    // --goose-report: through Goose's own request path, with its report (the default bypasses it).
+    let args = common::run_args(
+        addr,
+        out.path(),
         "stall",
-        "--out",
-        out.path().to_str().unwrap(),
-        "--relay-metrics",
-        "http://127.0.0.1:1/metrics",
-        "--notifier-metrics",
-        "http://127.0.0.1:1/metrics",
-        "--slo",
-        "p99<1ms",
-        "--slo",
-        "errors<1%",
-    ]);
-    let (report, dir) = loadgen::run(cli.run).await.unwrap();
+        &[
+            "--rps",
+            "200",
+            "--duration",
+            "4s",
+            "--mix",
+            "get=100",
+            "--users",
+            "5",
+            "--tickets-per-user",
+            "2",
+            "--max-workers",
+            "4",
+            "--goose-report",
+            "--slo",
+            "p99<1ms",
+            "--slo",
+            "errors<1%",
+        ],
+    );
+    let (report, dir) = loadgen::run(args).await.unwrap();
 
     // Pacing: the arrival rate holds although the server stalled.
     assert!(

@@ -6,8 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use clap::Parser;
-
 /// A server that answers every request in 200 ms, offered 200 rps: Little's law needs ~40
 /// requests in flight. With no pool flag the generator must grow to that, send every slot on
 /// time and measure 200 ms — not size a pool from a latency guess and then measure its own
@@ -22,33 +20,24 @@ async fn concurrency_follows_the_arrivals_without_a_pool_guess() {
     })
     .await;
     let out = tempfile::tempdir().unwrap();
-    let cli = loadgen::Cli::parse_from([
-        "loadgen",
-        "--target",
-        &format!("http://{addr}"),
-        "--rps",
-        "200",
-        "--duration",
-        "3s",
-        "--warmup",
-        "500ms",
-        "--mix",
-        "get=100",
-        "--users",
-        "5",
-        "--tickets-per-user",
-        "2",
-        "--quiet",
-        "--run-id",
+    let args = common::run_args(
+        addr,
+        out.path(),
         "elastic",
-        "--out",
-        out.path().to_str().unwrap(),
-        "--relay-metrics",
-        "http://127.0.0.1:1/metrics",
-        "--notifier-metrics",
-        "http://127.0.0.1:1/metrics",
-    ]);
-    let (report, dir) = loadgen::run(cli.run).await.unwrap();
+        &[
+            "--rps",
+            "200",
+            "--duration",
+            "3s",
+            "--mix",
+            "get=100",
+            "--users",
+            "5",
+            "--tickets-per-user",
+            "2",
+        ],
+    );
+    let (report, dir) = loadgen::run(args).await.unwrap();
     assert_eq!(report.errors, 0);
     assert_eq!(report.not_sent, 0);
     assert!(

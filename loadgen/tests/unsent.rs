@@ -2,7 +2,7 @@
 //! per process (Goose keeps process-wide state).
 #![allow(clippy::unwrap_used)]
 
-use clap::Parser;
+mod common;
 
 /// Issue #17.3/#17.4: against a server that accepts connections and never answers, the four
 /// workers hang and every other slot is never sent. Those slots must not vanish: the run fails
@@ -19,37 +19,28 @@ async fn slots_never_sent_count_and_fail_the_run() {
         }
     });
     let out = tempfile::tempdir().unwrap();
-    let cli = loadgen::Cli::parse_from([
-        "loadgen",
-        "--target",
-        &format!("http://{addr}"),
-        "--rps",
-        "100",
-        "--duration",
-        "3s",
-        "--warmup",
-        "500ms",
-        "--mix",
-        "list=100",
-        "--users",
-        "5",
-        "--tickets-per-user",
-        "0",
-        "--max-workers",
-        "4",
-        "--timeout",
-        "30s",
-        "--quiet",
-        "--run-id",
+    let args = common::run_args(
+        addr,
+        out.path(),
         "blackhole",
-        "--out",
-        out.path().to_str().unwrap(),
-        "--relay-metrics",
-        "http://127.0.0.1:1/metrics",
-        "--notifier-metrics",
-        "http://127.0.0.1:1/metrics",
-    ]);
-    let (report, _) = loadgen::run(cli.run).await.unwrap();
+        &[
+            "--rps",
+            "100",
+            "--duration",
+            "3s",
+            "--mix",
+            "list=100",
+            "--users",
+            "5",
+            "--tickets-per-user",
+            "0",
+            "--max-workers",
+            "4",
+            "--timeout",
+            "30s",
+        ],
+    );
+    let (report, _) = loadgen::run(args).await.unwrap();
     assert_eq!(report.requests, 0, "nothing was answered");
     assert!(report.not_sent >= 290, "not sent {}", report.not_sent);
     assert!(!report.passed, "a run that could not send its load passed");

@@ -25,7 +25,7 @@ pub use config::{Cli, Command, Config};
 /// The `service` binary: parse flags/env, then serve or migrate.
 pub async fn run_cli() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    ops::init_tracing("info");
     let config = cli.config;
     if let Err(msg) = config.validate() {
         anyhow::bail!("invalid configuration: {msg}");
@@ -83,21 +83,10 @@ pub async fn run_cli() -> anyhow::Result<()> {
             let app = App::build(config).await?;
             let stop = app.shutdown_token();
             tokio::spawn(async move {
-                server::shutdown_signal().await;
+                ops::shutdown_signal().await;
                 stop.cancel();
             });
             app.run_until_stopped().await
         }
     }
-}
-
-/// JSON logs; `RUST_LOG` filters (default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .try_init();
 }

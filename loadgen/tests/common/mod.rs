@@ -30,6 +30,36 @@ struct StubState {
     until: Mutex<Option<Instant>>,
 }
 
+/// The run flags of a test against a stub at `addr`: quiet, 500 ms warm-up, no pipeline
+/// endpoints (nothing answers on port 1), the report in `out/<run_id>`; `flags` come on top.
+pub fn run_args(
+    addr: SocketAddr,
+    out: &std::path::Path,
+    run_id: &str,
+    flags: &[&str],
+) -> loadgen::config::RunArgs {
+    use clap::Parser;
+    let target = format!("http://{addr}");
+    let out = out.to_string_lossy();
+    let base = [
+        "loadgen",
+        "--target",
+        &target,
+        "--warmup",
+        "500ms",
+        "--quiet",
+        "--run-id",
+        run_id,
+        "--out",
+        &out,
+        "--relay-metrics",
+        "http://127.0.0.1:1/metrics",
+        "--notifier-metrics",
+        "http://127.0.0.1:1/metrics",
+    ];
+    loadgen::Cli::parse_from(base.iter().chain(flags)).run
+}
+
 pub async fn start(stall: Stall) -> SocketAddr {
     let state = Arc::new(StubState {
         stall,
