@@ -64,7 +64,7 @@ fn the_committed_baseline_passes_its_rerun_and_catches_a_real_slowdown() {
     );
     // The baseline itself made 2.5× slower — what the old noise band judged "same" (#17.10) —
     // is caught. (×1.3 is not, on this baseline: its own seconds spread so much — per-second p50
-    // from 0.3 to 5 ms on the shared box — that the 99 % interval of a 30 % change still reaches
+    // from 0.3 to 3.3 ms on the shared box — that the 99 % interval of a 30 % change still reaches
     // below 0; `compare --repeat` is the tool for small effects. Printed for the record.)
     let show = |factor: f64| {
         let worse = slower(&a, factor);
