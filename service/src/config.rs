@@ -229,7 +229,6 @@ pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
 pub const MAX_URL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Config {
-    /// Checks what clap cannot; the error names the variable to fix.
     /// The server-side limits every session of the API's pool gets.
     pub fn session_limits(&self) -> ops::SessionLimits {
         ops::SessionLimits {
@@ -238,6 +237,7 @@ impl Config {
         }
     }
 
+    /// Checks what clap cannot; the error names the variable to fix.
     pub fn validate(&self) -> Result<(), String> {
         let nonzero = [
             ("REQUEST_TIMEOUT", self.request_timeout),
