@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::report::Latency;
+pub use crate::plan::Acknowledged;
+use crate::record::Latency;
 
 /// Ids listed per category in report.json.
 pub const LISTED: usize = 100;
@@ -202,13 +203,6 @@ fn event_latency(events: &[EventRow], prefix: &str, window: (i64, i64)) -> Event
     out
 }
 
-/// What the acknowledged writes were: ticket ids of creates and of closes.
-#[derive(Debug, Clone, Default)]
-pub struct Acknowledged {
-    pub creates: Vec<Uuid>,
-    pub closes: Vec<Uuid>,
-}
-
 /// The audit, and the exact pipeline latency of the events of slots due in `window` (Unix µs).
 pub async fn run(
     database_url: &str,
@@ -274,7 +268,41 @@ fn judge(
         drain_seconds,
         ..Audit::default()
     };
-    let caught_up = lag == Some(0.0);
+    check_acknowledged(&mut a, acknowledged, tickets, events, lag == Some(0.0));
+    let created: HashSet<Uuid> = acknowledged.creates.iter().copied().collect();
+    let closed: HashSet<Uuid> = acknowledged.closes.iter().copied().collect();
+    for id in tickets.iter().filter(|t| !created.contains(t)) {
+        a.unacknowledged_tickets += 1;
+        note(&mut a.ids.unacknowledged_tickets, *id);
+    }
+    for e in events {
+        if e.event_type == contracts::event_types::TICKET_CLOSED
+            && !closed.contains(&e.aggregate_id)
+        {
+            a.unacknowledged_closes += 1;
+            note(&mut a.ids.unacknowledged_closes, e.aggregate_id);
+        }
+    }
+    a
+}
+
+/// Lists an id, up to [`LISTED`] of them.
+fn note(list: &mut Vec<Uuid>, id: Uuid) {
+    if list.len() < LISTED {
+        list.push(id);
+    }
+}
+
+/// Every acknowledged create → its ticket and exactly one `ticket.created`, sent and processed
+/// once; every acknowledged close → one `ticket.closed` likewise. A sent event not processed is
+/// lost once the consumer has `caught_up`, unconfirmed before.
+fn check_acknowledged(
+    a: &mut Audit,
+    acknowledged: &Acknowledged,
+    tickets: &[Uuid],
+    events: &[EventRow],
+    caught_up: bool,
+) {
     let mut by_op: HashMap<(Uuid, &str), Vec<&EventRow>> = HashMap::new();
     for e in events {
         by_op
@@ -283,32 +311,17 @@ fn judge(
             .push(e);
     }
     let existing: HashSet<Uuid> = tickets.iter().copied().collect();
-    let note = |list: &mut Vec<Uuid>, id: Uuid| {
-        if list.len() < LISTED {
-            list.push(id);
-        }
-    };
-    let created: HashSet<Uuid> = acknowledged.creates.iter().copied().collect();
-    let closed: HashSet<Uuid> = acknowledged.closes.iter().copied().collect();
-    let checks = acknowledged
-        .creates
-        .iter()
-        .map(|id| (*id, contracts::event_types::TICKET_CREATED))
-        .chain(
-            acknowledged
-                .closes
-                .iter()
-                .map(|id| (*id, contracts::event_types::TICKET_CLOSED)),
-        );
+    let created = contracts::event_types::TICKET_CREATED;
+    let checks = (acknowledged.creates.iter().map(|id| (*id, created)))
+        .chain((acknowledged.closes.iter()).map(|id| (*id, contracts::event_types::TICKET_CLOSED)));
     for (id, event_type) in checks {
-        if event_type == contracts::event_types::TICKET_CREATED && !existing.contains(&id) {
+        if event_type == created && !existing.contains(&id) {
             a.missing_tickets += 1;
             a.lost += 1;
             note(&mut a.ids.lost, id);
             continue;
         }
-        let found = by_op.get(&(id, event_type)).map_or(&[][..], Vec::as_slice);
-        match found {
+        match by_op.get(&(id, event_type)).map_or(&[][..], Vec::as_slice) {
             [] => {
                 a.missing_events += 1;
                 a.lost += 1;
@@ -324,15 +337,15 @@ fn judge(
                 a.unconfirmed += 1;
                 note(&mut a.ids.unconfirmed, id);
             }
+            [_] if caught_up => {
+                a.sent_unprocessed += 1;
+                a.lost += 1;
+                note(&mut a.ids.lost, id);
+            }
             [_] => {
                 a.sent_unprocessed += 1;
-                if caught_up {
-                    a.lost += 1;
-                    note(&mut a.ids.lost, id);
-                } else {
-                    a.unconfirmed += 1;
-                    note(&mut a.ids.unconfirmed, id);
-                }
+                a.unconfirmed += 1;
+                note(&mut a.ids.unconfirmed, id);
             }
             _ => {
                 a.duplicated += 1;
@@ -340,19 +353,6 @@ fn judge(
             }
         }
     }
-    for id in tickets.iter().filter(|t| !created.contains(t)) {
-        a.unacknowledged_tickets += 1;
-        note(&mut a.ids.unacknowledged_tickets, *id);
-    }
-    for e in events {
-        if e.event_type == contracts::event_types::TICKET_CLOSED
-            && !closed.contains(&e.aggregate_id)
-        {
-            a.unacknowledged_closes += 1;
-            note(&mut a.ids.unacknowledged_closes, e.aggregate_id);
-        }
-    }
-    a
 }
 
 #[cfg(test)]

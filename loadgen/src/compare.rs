@@ -110,7 +110,7 @@ impl Run {
         };
         let hlog = dir.join("latency.hlog");
         let seconds = if hlog.exists() {
-            read_hlog(&hlog)?
+            crate::hlog::read(&hlog)?
         } else {
             Vec::new()
         };
@@ -120,30 +120,6 @@ impl Run {
     fn throughput(&self) -> Vec<f64> {
         self.report.series.iter().map(|p| p.rps).collect()
     }
-}
-
-/// The interval histograms of an HdrHistogram interval log.
-pub fn read_hlog(path: &Path) -> anyhow::Result<Vec<Histogram<u64>>> {
-    use hdrhistogram::serialization::Deserializer;
-    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    let mut de = Deserializer::new();
-    for entry in IntervalLogIterator::new(&bytes) {
-        let entry = entry.map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
-        if let LogEntry::Interval(i) = entry {
-            let raw = base64::Engine::decode(
-                &base64::engine::general_purpose::STANDARD,
-                i.encoded_histogram(),
-            )
-            .with_context(|| format!("{}: an interval is not base64", path.display()))?;
-            let h: Histogram<u64> = de
-                .deserialize(&mut &raw[..])
-                .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
-            out.push(h);
-        }
-    }
-    Ok(out)
 }
 
 /// The load settings two runs must share to be compared (issue #17.10).
@@ -366,7 +342,7 @@ fn verdict_exit(rows: &[Row]) -> std::process::ExitCode {
         println!(
             "verdict: B regressed (worse by more than --max-regression, 99 % interval above 0)"
         );
-        std::process::ExitCode::from(crate::EXIT_REGRESSION)
+        std::process::ExitCode::from(crate::config::EXIT_REGRESSION)
     } else {
         println!("verdict: no regression");
         std::process::ExitCode::SUCCESS

@@ -9,6 +9,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::slo::Slo;
 
+/// Exit codes: 0 pass, 1 error, 3 SLO breached or zero loss not proven (lost, duplicated or
+/// unconfirmed events), 4 compare found a regression.
+pub const EXIT_BREACH: u8 = 3;
+pub const EXIT_REGRESSION: u8 = 4;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "loadgen",
@@ -247,6 +252,17 @@ impl Mix {
             }
         }
         self.weights.last().map(|(op, _)| *op).unwrap_or(Op::Get)
+    }
+}
+
+/// `create=20,get=40,…`: the form `--mix` takes.
+impl std::fmt::Display for Mix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (op, w)) in self.weights.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{}={w}", op.name())?;
+        }
+        Ok(())
     }
 }
 

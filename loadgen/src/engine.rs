@@ -149,135 +149,156 @@ pub async fn attack(
 
 /// One arrival: wait for the slot, send, record.
 async fn step(shared: &Shared, user: &mut GooseUser) {
-    let pacer = shared.pacer();
-    let Some(slot) = pacer.take().await else {
+    let Some(slot) = shared.pacer().take().await else {
         // Schedule exhausted: idle until Goose stops the run.
         tokio::time::sleep(Duration::from_millis(100)).await;
         return;
     };
-    // The slot was released at its due time. Taken by a worker that was waiting for one, its
-    // delay since is the generator's own (the pacing thread's and the wake-up's); released
-    // while every worker was busy, it waited for a worker — the server was slow — and counts
-    // as a late start. Latency starts at the due time either way (issue #17.5).
-    let started = Instant::now();
-    let waited_for_worker = !slot.free;
     let _in_flight = InFlight::new(shared);
-    // Latency counts from the slot's due time, always (issue #17.5): the generator's own
-    // lateness (timers round up to the next millisecond, a starved scheduler) is not hidden but
-    // measured apart, as the send delay of slots a free worker took.
-    let intended = slot.due;
-    let generator_delay = (!waited_for_worker).then(|| started.saturating_duration_since(slot.due));
-    let (op, u) = plan::choose(
-        shared.seed,
-        slot.n,
-        &shared.mix,
-        shared.users.len(),
-        shared.retry_share,
-    );
-    let r = plan::mix64(shared.seed ^ 0xA5A5, slot.n);
-    let rid = plan::request_id(&shared.users.prefix, slot.n, pacer.unix_us(&slot));
-    let rid = rid.as_str();
-    let sample = |op: Op, status: Option<u16>, ok: bool, from: Instant| {
-        let done = Instant::now();
-        Sample {
-            op,
-            n: slot.n,
-            completed: done.saturating_duration_since(pacer.t0()),
-            slot_offset: slot.offset,
-            corrected: done.saturating_duration_since(intended),
-            service: done.saturating_duration_since(from),
-            start_delay: if waited_for_worker {
-                started.saturating_duration_since(intended)
-            } else {
-                Duration::ZERO
-            },
-            generator_delay,
-            status,
-            ok,
-        }
-    };
-    match op {
-        Op::Create | Op::CreateRetry => {
-            let key = Uuid::new_v4().to_string();
-            let (status, id) = create(shared, user, u, &key, rid, true).await;
-            let ok = status == Some(201) && id.is_some();
-            shared.record(sample(Op::Create, status, ok, started));
-            if op == Op::CreateRetry && ok {
-                // The client "lost" the response and retries with the same key: the API must
-                // answer with the same ticket, not a twin.
-                let again = Instant::now();
-                let (status, replay) = create(shared, user, u, &key, rid, false).await;
-                let ok = status == Some(201) && replay.is_some() && replay == id;
-                let mut s = sample(Op::CreateRetry, status, ok, again);
-                s.corrected = s.service;
-                s.start_delay = Duration::ZERO;
-                shared.record(s);
-            }
-        }
-        Op::Get => match shared.users.any(u, r) {
+    let arrival = Arrival::new(shared, slot);
+    match arrival.op {
+        Op::Create | Op::CreateRetry => arrival.create(user).await,
+        Op::Get => match shared.users.any(arrival.user, arrival.roll) {
             Some(id) => {
-                let status = send(
-                    shared,
-                    user,
-                    GooseMethod::Get,
-                    &format!("/v1/tickets/{id}"),
-                    "get",
-                    &shared.users.id(u),
-                    rid,
-                )
-                .await;
-                shared.record(sample(Op::Get, status, status == Some(200), started));
+                let path = format!("/v1/tickets/{id}");
+                arrival.send(user, Op::Get, GooseMethod::Get, &path).await;
             }
-            None => list(shared, user, u, r, rid, started, &sample).await,
+            None => arrival.list(user).await,
         },
-        Op::List => list(shared, user, u, r, rid, started, &sample).await,
-        Op::Close => match shared.users.take_open(u) {
+        Op::List => arrival.list(user).await,
+        Op::Close => match shared.users.take_open(arrival.user) {
             Some(id) => {
-                let status = send(
-                    shared,
-                    user,
-                    GooseMethod::Post,
-                    &format!("/v1/tickets/{id}/close"),
-                    "close",
-                    &shared.users.id(u),
-                    rid,
-                )
-                .await;
-                if status == Some(200) {
-                    shared.users.closed(u, id);
+                let path = format!("/v1/tickets/{id}/close");
+                let ok = arrival
+                    .send(user, Op::Close, GooseMethod::Post, &path)
+                    .await;
+                if ok {
+                    shared.users.closed(arrival.user, id);
                 }
-                shared.record(sample(Op::Close, status, status == Some(200), started));
             }
-            None => list(shared, user, u, r, rid, started, &sample).await,
+            None => arrival.list(user).await,
         },
     }
 }
 
-async fn list(
-    shared: &Shared,
-    user: &mut GooseUser,
-    u: usize,
-    r: u64,
-    rid: &str,
+/// A slot being served: what to send, as which user, and how to time it.
+struct Arrival<'a> {
+    shared: &'a Shared,
+    slot: plan::Slot,
+    op: Op,
+    /// The simulated user's index.
+    user: usize,
+    /// A per-slot random number: which ticket, which list.
+    roll: u64,
+    request_id: String,
     started: Instant,
-    sample: &impl Fn(Op, Option<u16>, bool, Instant) -> Sample,
-) {
-    let path = if r.is_multiple_of(4) {
-        "/v1/tickets?limit=20&status=OPEN"
-    } else {
-        "/v1/tickets?limit=20"
-    };
-    let status = send(
-        shared,
-        user,
-        GooseMethod::Get,
-        path,
-        "list",
-        &shared.users.id(u),
-        rid,
-    )
-    .await;
-    shared.record(sample(Op::List, status, status == Some(200), started));
+    /// Released while every worker was busy: it waited for one (a late start).
+    waited_for_worker: bool,
+    generator_delay: Option<Duration>,
+}
+
+impl<'a> Arrival<'a> {
+    fn new(shared: &'a Shared, slot: plan::Slot) -> Self {
+        // The slot was released at its due time. Taken by a worker that was waiting for one,
+        // its delay since is the generator's own (the pacing thread's and the wake-up's);
+        // released while every worker was busy, it waited for a worker — the server was slow —
+        // and counts as a late start. Latency counts from the due time either way (#17.5): the
+        // generator's own lateness is not hidden but measured apart, as the send delay.
+        let started = Instant::now();
+        let waited_for_worker = !slot.free;
+        let generator_delay =
+            (!waited_for_worker).then(|| started.saturating_duration_since(slot.due));
+        let (op, user) = plan::choose(
+            shared.seed,
+            slot.n,
+            &shared.mix,
+            shared.users.len(),
+            shared.retry_share,
+        );
+        let roll = plan::mix64(shared.seed ^ 0xA5A5, slot.n);
+        let pacer = shared.pacer();
+        let request_id = plan::request_id(&shared.users.prefix, slot.n, pacer.unix_us(&slot));
+        Self {
+            shared,
+            slot,
+            op,
+            user,
+            roll,
+            request_id,
+            started,
+            waited_for_worker,
+            generator_delay,
+        }
+    }
+
+    /// The sample of an answer (or a failure) to a request sent at `from`.
+    fn sample(&self, op: Op, status: Option<u16>, ok: bool, from: Instant) -> Sample {
+        let done = Instant::now();
+        let intended = self.slot.due;
+        Sample {
+            op,
+            n: self.slot.n,
+            completed: done.saturating_duration_since(self.shared.pacer().t0()),
+            slot_offset: self.slot.offset,
+            corrected: done.saturating_duration_since(intended),
+            service: done.saturating_duration_since(from),
+            start_delay: if self.waited_for_worker {
+                self.started.saturating_duration_since(intended)
+            } else {
+                Duration::ZERO
+            },
+            generator_delay: self.generator_delay,
+            status,
+            ok,
+        }
+    }
+
+    /// A body-less request, recorded as `op`; true when answered 200.
+    async fn send(&self, user: &mut GooseUser, op: Op, method: GooseMethod, path: &str) -> bool {
+        let user_id = self.shared.users.id(self.user);
+        let status = send(
+            self.shared,
+            user,
+            method,
+            path,
+            op.name(),
+            &user_id,
+            &self.request_id,
+        )
+        .await;
+        let ok = status == Some(200);
+        self.shared
+            .record(self.sample(op, status, ok, self.started));
+        ok
+    }
+
+    async fn list(&self, user: &mut GooseUser) {
+        let path = if self.roll.is_multiple_of(4) {
+            "/v1/tickets?limit=20&status=OPEN"
+        } else {
+            "/v1/tickets?limit=20"
+        };
+        self.send(user, Op::List, GooseMethod::Get, path).await;
+    }
+
+    async fn create(&self, user: &mut GooseUser) {
+        let (shared, u, rid) = (self.shared, self.user, self.request_id.as_str());
+        let key = Uuid::new_v4().to_string();
+        let (status, id) = create(shared, user, u, &key, rid, true).await;
+        let ok = status == Some(201) && id.is_some();
+        shared.record(self.sample(Op::Create, status, ok, self.started));
+        if self.op == Op::CreateRetry && ok {
+            // The client "lost" the response and retries with the same key: the API must
+            // answer with the same ticket, not a twin.
+            let again = Instant::now();
+            let (status, replay) = create(shared, user, u, &key, rid, false).await;
+            let ok = status == Some(201) && replay.is_some() && replay == id;
+            let mut s = self.sample(Op::CreateRetry, status, ok, again);
+            s.corrected = s.service;
+            s.start_delay = Duration::ZERO;
+            shared.record(s);
+        }
+    }
 }
 
 /// Sends one request: through Goose's request path when its metrics are on (`--goose-report`),
@@ -368,4 +389,23 @@ async fn create(
         shared.users.add(u, id);
     }
     (Some(status), id)
+}
+
+/// Goose's own HTML report counts the warm-up and measures from the actual send: say so at its
+/// top, so nobody quotes it instead of report.html.
+pub fn label_goose_report(path: &std::path::Path) {
+    let Ok(html) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let banner = "<div style='background:#fff3cd;border:1px solid #e0c36c;padding:8px;margin:8px 0;\
+        font-family:sans-serif'><b>Goose's own report</b>: it includes the warm-up and measures \
+        from the actual send (not coordinated-omission corrected). The run's numbers are in \
+        report.html / report.md.</div>";
+    let labelled = match html.find("<body>") {
+        Some(i) => format!("{}{banner}{}", &html[..i + 6], &html[i + 6..]),
+        None => format!("{banner}{html}"),
+    };
+    if let Err(e) = std::fs::write(path, labelled) {
+        eprintln!("loadgen: could not label goose.html: {e}");
+    }
 }

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// One scrape of one endpoint: `name{labels}` → value.
 pub type Scrape = BTreeMap<String, f64>;
 
+/// One scrape of both endpoints, relay then notifier; `None` for one that did not answer.
+pub type Scrapes = (Option<Scrape>, Option<Scrape>);
+
 /// The Prometheus text format: `name{labels} value [timestamp]`. Label values may hold spaces
 /// and escaped quotes; the optional trailing timestamp is not the value (issue #17.9).
 pub fn parse(text: &str) -> Scrape {
@@ -159,9 +162,46 @@ impl Scraper {
         Some(parse(&r.text().await.ok()?))
     }
 
-    pub async fn scrape(&self) -> (Option<Scrape>, Option<Scrape>) {
+    pub async fn scrape(&self) -> Scrapes {
         tokio::join!(self.get(&self.relay_url), self.get(&self.notifier_url))
     }
+
+    /// Scrapes until the outbox holds nothing unsent and the consumer lag is 0 (an endpoint that
+    /// does not answer is not waited for), or `timeout` passes. `None` when neither endpoint
+    /// answers; otherwise the last scrape, how long it took and whether it drained.
+    pub async fn drain(&self, timeout: Duration) -> Option<Drained> {
+        let started = std::time::Instant::now();
+        loop {
+            let (relay, notifier) = self.scrape().await;
+            if relay.is_none() && notifier.is_none() {
+                return None;
+            }
+            let unsent = relay.as_ref().map_or(0.0, |r| {
+                sum(r, "outbox_pending").unwrap_or(0.0) + sum(r, "outbox_processing").unwrap_or(0.0)
+            });
+            let lag = notifier
+                .as_ref()
+                .and_then(|n| sum(n, "consumer_lag"))
+                .unwrap_or(0.0);
+            let drained = unsent == 0.0 && lag == 0.0;
+            if drained || started.elapsed() >= timeout {
+                return Some(Drained {
+                    last: (relay, notifier),
+                    took: started.elapsed(),
+                    drained,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// How a drain ended.
+pub struct Drained {
+    pub last: Scrapes,
+    pub took: Duration,
+    /// False: the timeout passed with events still in flight.
+    pub drained: bool,
 }
 
 pub fn point(t: f64, relay: Option<&Scrape>, notifier: Option<&Scrape>) -> PipelinePoint {

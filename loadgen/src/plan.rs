@@ -165,6 +165,13 @@ pub fn choose(seed: u64, n: u64, mix: &Mix, users: usize, retry_share: f64) -> (
     (op, user)
 }
 
+/// What the acknowledged writes were: ticket ids of creates and of closes.
+#[derive(Debug, Clone, Default)]
+pub struct Acknowledged {
+    pub creates: Vec<Uuid>,
+    pub closes: Vec<Uuid>,
+}
+
 /// Tickets known per simulated user: get picks any, close takes an open one.
 pub struct Users {
     pub prefix: String,
@@ -215,8 +222,8 @@ impl Users {
     }
 
     /// Every acknowledged create and close so far, by ticket id.
-    pub fn acknowledged(&self) -> crate::audit::Acknowledged {
-        let mut acked = crate::audit::Acknowledged::default();
+    pub fn acknowledged(&self) -> Acknowledged {
+        let mut acked = Acknowledged::default();
         for k in &self.tickets {
             if let Ok(k) = k.lock() {
                 acked.creates.extend_from_slice(&k.all);

@@ -1,10 +1,9 @@
-//! Service level objectives: `--slo 'p99<20ms'`, checked against a finished report.
+//! Service level objectives: `--slo 'p99<20ms'`, judged on a metric of the finished report
+//! (`Report::metric`).
 
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-
-use crate::report::Report;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Cmp {
@@ -117,8 +116,8 @@ pub struct SloResult {
 }
 
 impl Slo {
-    pub fn check(&self, report: &Report) -> SloResult {
-        let actual = report.metric(&self.metric);
+    /// Judges the measured value of this SLO's metric (None: not measured, a breach).
+    pub fn check(&self, actual: Option<f64>) -> SloResult {
         let passed = actual.is_some_and(|a| match self.cmp {
             Cmp::Below => a < self.value,
             Cmp::Above => a > self.value,

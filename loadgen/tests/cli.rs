@@ -112,7 +112,7 @@ async fn slo_breach_exits_3_and_compare_flags_an_injected_regression() {
 fn write_scaled_hlog(from: &std::path::Path, to: &std::path::Path, factor: u64) {
     use hdrhistogram::serialization::V2DeflateSerializer;
     use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
-    let seconds = loadgen::compare::read_hlog(from).unwrap();
+    let seconds = loadgen::hlog::read(from).unwrap();
     assert!(seconds.len() >= 2, "one interval per second");
     let mut file = std::fs::File::create(to).unwrap();
     let mut serializer = V2DeflateSerializer::new();
