@@ -1,5 +1,5 @@
 //! What crosses a process boundary in servicedesk-lite: the HTTP error body, the ticket DTOs,
-//! the Kafka event envelope, topic names and event types. Nothing else belongs here.
+//! the Kafka event envelope, topic and group names and event types. Nothing else belongs here.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,20 @@ pub mod topics {
     pub const TICKETS_EVENTS: &str = "tickets.events";
     /// Dead-letter topic for events the notifier gave up on.
     pub const TICKETS_DLQ: &str = "tickets.dlq";
+}
+
+/// Kafka header names on every event (the envelope repeats the ids; headers let tools filter
+/// without parsing the value).
+pub mod kafka_headers {
+    pub const EVENT_ID: &str = "event_id";
+    pub const EVENT_TYPE: &str = "event_type";
+    pub const REQUEST_ID: &str = "request_id";
+}
+
+/// Kafka consumer groups.
+pub mod groups {
+    /// The notifiers' group on [`super::topics::TICKETS_EVENTS`]; `relay diag lag` reads it.
+    pub const NOTIFIER: &str = "notification-service";
 }
 
 /// Event types written to the outbox and published to [`topics::TICKETS_EVENTS`].

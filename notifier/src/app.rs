@@ -6,11 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -101,19 +96,11 @@ impl App {
             stop,
             ..
         } = self;
-        let router = Router::new()
-            .route("/metrics", get(metrics_handler))
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
-            .with_state((notifier.clone(), metrics));
-        let http_stop = stop.clone();
-        let http = tokio::spawn(async move {
-            let serve = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { http_stop.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "metrics endpoint failed");
-            }
+        let probe = Arc::new(Probe {
+            notifier: notifier.clone(),
+            metrics,
         });
+        let http = tokio::spawn(ops::server::serve(listener, probe, stop.clone()));
         notifier.run(stop.clone()).await;
         stop.cancel();
         let _ = http.await;
@@ -122,57 +109,46 @@ impl App {
     }
 }
 
-type HttpState = (Arc<Notifier>, Arc<Metrics>);
-
-async fn metrics_handler(State((_, metrics)): State<HttpState>) -> impl IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        metrics.render(),
-    )
+/// What `/metrics`, `/healthz` and `/readyz` report.
+struct Probe {
+    notifier: Arc<Notifier>,
+    metrics: Arc<Metrics>,
 }
 
-/// Live while the consume loop turns (idle, busy or waiting out an outage): a loop stuck on
-/// anything makes this 503 after `--stuck-after`, so the orchestrator restarts the process.
-async fn healthz(State((notifier, _)): State<HttpState>) -> impl IntoResponse {
-    match notifier
-        .heartbeat
-        .check(notifier.stuck_after, "consume loop")
-    {
-        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+impl ops::Probe for Probe {
+    fn metrics(&self) -> String {
+        self.metrics.render()
     }
-}
 
-/// Ready when Postgres answers, the consumer holds at least one partition and is not waiting
-/// out a database failure (then `stalled` says why, since when and how many attempts).
-async fn readyz(State((notifier, _)): State<HttpState>) -> impl IntoResponse {
-    let db = ops::bounded(
-        notifier.db_timeout,
-        sqlx::query("SELECT 1").execute(&notifier.pool),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| e.to_string());
-    let assigned = notifier.assignment_size().map_err(|e| e.to_string());
-    let stall = notifier.stall();
-    let ok = db.is_ok() && matches!(assigned, Ok(n) if n > 0) && stall.is_none();
-    let body = serde_json::json!({
-        "stalled": stall.map(|s| serde_json::json!({
-            "error": s.error,
-            "for_seconds": s.since.elapsed().as_secs(),
-            "attempts": s.attempts,
-        })),
-        "postgres": db.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.clone()),
-        "assigned_partitions": assigned.as_ref().map(|n| serde_json::json!(n))
-            .unwrap_or_else(|e| serde_json::json!(e)),
-    });
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(body))
+    /// Live while the consume loop turns (idle, busy or waiting out an outage): a loop stuck
+    /// on anything fails this after `--stuck-after`, so the orchestrator restarts the process.
+    fn live(&self) -> Result<(), String> {
+        let n = &self.notifier;
+        n.heartbeat.check(n.stuck_after, "consume loop")
+    }
+
+    /// Ready when Postgres answers, the consumer holds at least one partition and is not
+    /// waiting out a database failure (then `stalled` says why, since when and how many
+    /// attempts).
+    async fn ready(&self) -> (bool, serde_json::Value) {
+        let n = &self.notifier;
+        let db = ops::bounded(n.db_timeout, sqlx::query("SELECT 1").execute(&n.pool))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let assigned = n.assignment_size().map_err(|e| e.to_string());
+        let stall = n.stall();
+        let ok = db.is_ok() && matches!(assigned, Ok(n) if n > 0) && stall.is_none();
+        let body = serde_json::json!({
+            "stalled": stall.map(|s| serde_json::json!({
+                "error": s.error,
+                "for_seconds": s.since.elapsed().as_secs(),
+                "attempts": s.attempts,
+            })),
+            "postgres": db.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.clone()),
+            "assigned_partitions": assigned.as_ref().map(|n| serde_json::json!(n))
+                .unwrap_or_else(|e| serde_json::json!(e)),
+        });
+        (ok, body)
+    }
 }

@@ -18,7 +18,7 @@ pub struct Config {
     pub database_url: String,
 
     /// Kafka bootstrap servers (`host:port[,host:port]`).
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
+    #[arg(long, env = "KAFKA_BROKERS", default_value = ops::kafka::DEFAULT_BROKERS)]
     pub kafka_brokers: String,
 
     /// Topic to consume.
@@ -30,11 +30,7 @@ pub struct Config {
     pub dlq_topic: String,
 
     /// Consumer group.
-    #[arg(
-        long,
-        env = "NOTIFIER_GROUP_ID",
-        default_value = "notification-service"
-    )]
+    #[arg(long, env = "NOTIFIER_GROUP_ID", default_value = contracts::groups::NOTIFIER)]
     pub group_id: String,
 
     /// Consumer group session timeout: a notifier that dies without leaving (kill -9, lost host)

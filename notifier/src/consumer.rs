@@ -115,15 +115,7 @@ pub type EventConsumer = StreamConsumer<LagContext>;
 /// `--kafka-option` passthrough applied last (security settings of a real cluster reach the DLQ
 /// producer too, or dead-lettering would fail there and stall the partition).
 fn client_config(config: &Config, own: &[(&str, String)]) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &config.kafka_brokers);
-    for (k, v) in own {
-        client.set(*k, v);
-    }
-    for (k, v) in &config.kafka_options {
-        client.set(k, v);
-    }
-    client
+    ops::kafka::client_config(&config.kafka_brokers, own, &config.kafka_options)
 }
 
 pub fn consumer_config(config: &Config) -> ClientConfig {

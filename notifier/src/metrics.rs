@@ -1,9 +1,6 @@
 //! Prometheus metrics of one notifier (a registry per instance, so tests can run several).
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
-};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 /// Seconds: end-to-end latency spans milliseconds (healthy) to minutes (backlog).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -12,7 +9,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 pub struct Metrics {
-    registry: Registry,
+    registry: ops::metrics::Registry,
     pub processed: IntCounter,
     pub duplicates: IntCounter,
     /// Messages sent to the DLQ, by reason (`undecodable`, `rejected`, `database`).
@@ -34,97 +31,59 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let m = Metrics {
-            registry: Registry::new(),
-            processed: IntCounter::new(
+        let r = ops::metrics::Registry::new();
+        Metrics {
+            processed: r.counter(
                 "notifier_processed_total",
                 "Events that produced a notification",
-            )
-            .expect("valid metric"),
-            duplicates: IntCounter::new(
+            ),
+            duplicates: r.counter(
                 "notifier_duplicates_total",
                 "Redelivered events skipped because processed_events already had them",
-            )
-            .expect("valid metric"),
-            dlq: IntCounterVec::new(
-                Opts::new(
-                    "notifier_dlq_total",
-                    "Messages sent to the dead-letter topic",
-                ),
+            ),
+            dlq: r.counter_vec(
+                "notifier_dlq_total",
+                "Messages sent to the dead-letter topic",
                 &["reason"],
-            )
-            .expect("valid metric"),
-            retries: IntCounter::new(
+            ),
+            retries: r.counter(
                 "notifier_retries_total",
                 "Handling attempts retried because Postgres was unavailable",
-            )
-            .expect("valid metric"),
-            stalled: IntGauge::new(
+            ),
+            stalled: r.gauge(
                 "notifier_stalled",
                 "1 while the consumer waits out a database failure with its partitions paused",
-            )
-            .expect("valid metric"),
-            e2e_latency: Histogram::with_opts(
-                HistogramOpts::new(
-                    "notifier_e2e_latency_seconds",
-                    "Outbox commit (event created_at) until the notification was committed",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            )
-            .expect("valid metric"),
-            handle_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "notifier_handle_duration_seconds",
-                    "Duration of one handling transaction",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            )
-            .expect("valid metric"),
-            consumer_lag: IntGaugeVec::new(
-                Opts::new(
-                    "consumer_lag",
-                    "High watermark minus consumer position, per assigned partition",
-                ),
+            ),
+            e2e_latency: r.histogram(
+                "notifier_e2e_latency_seconds",
+                "Outbox commit (event created_at) until the notification was committed",
+                LATENCY_BUCKETS,
+            ),
+            handle_seconds: r.histogram(
+                "notifier_handle_duration_seconds",
+                "Duration of one handling transaction",
+                LATENCY_BUCKETS,
+            ),
+            consumer_lag: r.gauge_vec(
+                "consumer_lag",
+                "High watermark minus consumer position, per assigned partition",
                 &["topic", "partition"],
-            )
-            .expect("valid metric"),
-            assigned_partitions: IntGauge::new(
+            ),
+            assigned_partitions: r.gauge(
                 "consumer_assigned_partitions",
                 "Partitions currently assigned to this consumer",
-            )
-            .expect("valid metric"),
-            rebalances: IntCounterVec::new(
-                Opts::new(
-                    "consumer_rebalances_total",
-                    "Consumer group rebalance events, by kind",
-                ),
+            ),
+            rebalances: r.counter_vec(
+                "consumer_rebalances_total",
+                "Consumer group rebalance events, by kind",
                 &["kind"],
-            )
-            .expect("valid metric"),
-        };
-        for c in [
-            Box::new(m.processed.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(m.duplicates.clone()),
-            Box::new(m.dlq.clone()),
-            Box::new(m.retries.clone()),
-            Box::new(m.stalled.clone()),
-            Box::new(m.e2e_latency.clone()),
-            Box::new(m.handle_seconds.clone()),
-            Box::new(m.consumer_lag.clone()),
-            Box::new(m.assigned_partitions.clone()),
-            Box::new(m.rebalances.clone()),
-        ] {
-            m.registry.register(c).expect("metric registered once");
+            ),
+            registry: r,
         }
-        m
     }
 
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding never fails for valid metrics");
-        String::from_utf8(buf).unwrap_or_default()
+        self.registry.render()
     }
 }
 

@@ -1,13 +1,18 @@
-//! Process plumbing every binary shares: logging, shutdown, configuration parsing, Postgres
-//! session limits, liveness (issue #12.2; the metrics server is still per binary). Nothing in it
-//! may print a secret.
+//! Process plumbing every binary shares: logging, shutdown, configuration parsing, metrics, the
+//! operations endpoint (`/metrics`, `/healthz`, `/readyz`), Postgres session limits, liveness
+//! and Kafka client settings (issue #12.2). Nothing in it may print a secret.
 
 pub mod config;
 pub mod health;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod metrics;
 pub mod postgres;
 pub mod process;
+pub mod server;
 
 pub use config::{KvParser, parse_kv, redact_url};
 pub use health::Heartbeat;
 pub use postgres::{SessionLimits, bounded, connect_options};
 pub use process::{init_tracing, shutdown_signal};
+pub use server::Probe;

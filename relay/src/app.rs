@@ -6,11 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -120,19 +115,11 @@ impl App {
             tasks.spawn(relay.clone().run_listener(wake.clone(), stop.clone()));
         }
         tasks.spawn(relay.clone().run_maintenance(stop.clone()));
-        let router = Router::new()
-            .route("/metrics", get(metrics_handler))
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
-            .with_state((relay.clone(), metrics));
-        let http_stop = stop.clone();
-        tasks.spawn(async move {
-            let serve = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { http_stop.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "metrics endpoint failed");
-            }
+        let probe = Arc::new(Probe {
+            relay: relay.clone(),
+            metrics,
         });
+        tasks.spawn(ops::server::serve(listener, probe, stop.clone()));
         while tasks.join_next().await.is_some() {}
         relay.publisher().flush(Duration::from_secs(5));
         tracing::info!(relay = relay.id(), "relay stopped");
@@ -140,40 +127,38 @@ impl App {
     }
 }
 
-type HttpState = (Arc<Relay>, Arc<Metrics>);
-
-async fn metrics_handler(State((_, metrics)): State<HttpState>) -> impl IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        metrics.render(),
-    )
+/// What `/metrics`, `/healthz` and `/readyz` report.
+struct Probe {
+    relay: Arc<Relay>,
+    metrics: Arc<Metrics>,
 }
 
-/// Live while the step loop turns: a step that hangs (whatever it waits for) makes this 503
-/// after `--stuck-after`, so the orchestrator restarts the process.
-async fn healthz(State((relay, _)): State<HttpState>) -> impl IntoResponse {
-    match relay.heartbeat().check(relay.stuck_after(), "step loop") {
-        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+impl ops::Probe for Probe {
+    fn metrics(&self) -> String {
+        self.metrics.render()
     }
-}
 
-/// Ready when both Postgres and the broker answer (API-7's Kafka check lives here: the API itself
-/// stays up through a broker outage, that is what the outbox is for).
-async fn readyz(State((relay, _)): State<HttpState>) -> impl IntoResponse {
-    let db = relay.refresh_backlog().await.map_err(|e| e.to_string());
-    let kafka = relay.publisher().broker_ready(Duration::from_secs(2)).await;
-    let body = serde_json::json!({
-        "postgres": db.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str()),
-        "kafka": kafka.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str()),
-    });
-    let status = if db.is_ok() && kafka.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(body))
+    /// Live while the step loop turns: a step that hangs (whatever it waits for) fails this
+    /// after `--stuck-after`, so the orchestrator restarts the process.
+    fn live(&self) -> Result<(), String> {
+        (self.relay.heartbeat()).check(self.relay.stuck_after(), "step loop")
+    }
+
+    /// Ready when both Postgres and the broker answer (API-7's Kafka check lives here: the API
+    /// itself stays up through a broker outage, that is what the outbox is for).
+    async fn ready(&self) -> (bool, serde_json::Value) {
+        let db = self
+            .relay
+            .refresh_backlog()
+            .await
+            .map_err(|e| e.to_string());
+        let kafka = (self.relay.publisher())
+            .broker_ready(Duration::from_secs(2))
+            .await;
+        let body = serde_json::json!({
+            "postgres": db.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str()),
+            "kafka": kafka.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str()),
+        });
+        (db.is_ok() && kafka.is_ok(), body)
+    }
 }

@@ -41,7 +41,7 @@ pub struct Config {
     pub database_url: Option<String>,
 
     /// Kafka bootstrap servers (`host:port[,host:port]`).
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
+    #[arg(long, env = "KAFKA_BROKERS", default_value = ops::kafka::DEFAULT_BROKERS)]
     pub kafka_brokers: String,
 
     /// Topic the events are published to.

@@ -8,13 +8,13 @@ use clap::{Args, Subcommand};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::util::Timeout;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 
 #[derive(Debug, Clone, Args)]
 pub struct DiagArgs {
     /// Kafka bootstrap servers.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
+    #[arg(long, env = "KAFKA_BROKERS", default_value = ops::kafka::DEFAULT_BROKERS)]
     pub kafka_brokers: String,
     /// Postgres URL (for `outbox` and `processed`).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -22,6 +22,10 @@ pub struct DiagArgs {
     /// Per-request timeout towards the broker.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// librdkafka options, as the relay takes them (`--kafka-option security.protocol=SSL`):
+    /// a cluster that needs TLS or SASL needs them to be inspected too.
+    #[arg(long = "kafka-option", env = "RELAY_KAFKA_OPTIONS", hide_env_values = true, value_delimiter = ',', value_parser = ops::KvParser)]
+    pub kafka_options: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -47,7 +51,7 @@ pub enum DiagCommand {
     Processed,
     /// Committed offset, high watermark and lag per partition of a consumer group.
     Lag {
-        #[arg(long, default_value = "notification-service")]
+        #[arg(long, default_value = contracts::groups::NOTIFIER)]
         group: String,
         #[arg(long, default_value = contracts::topics::TICKETS_EVENTS)]
         topic: String,
@@ -82,11 +86,12 @@ async fn pool(args: &DiagArgs) -> anyhow::Result<PgPool> {
 }
 
 fn consumer(args: &DiagArgs, group: &str) -> anyhow::Result<BaseConsumer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &args.kafka_brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
+    let own = [
+        ("group.id", group.to_string()),
+        ("enable.auto.commit", "false".into()),
+        ("enable.auto.offset.store", "false".into()),
+    ];
+    ops::kafka::client_config(&args.kafka_brokers, &own, &args.kafka_options)
         .create()
         .context("creating a Kafka consumer")
 }
@@ -211,7 +216,7 @@ fn find_event(args: &DiagArgs, topic: &str, event_id: uuid::Uuid) -> anyhow::Res
         seen += 1;
         let hit = msg.headers().is_some_and(|hs| {
             hs.iter().any(|h| {
-                h.key == crate::publish::header::EVENT_ID && h.value == Some(wanted.as_bytes())
+                h.key == contracts::kafka_headers::EVENT_ID && h.value == Some(wanted.as_bytes())
             })
         });
         if hit {

@@ -1,9 +1,6 @@
 //! Prometheus metrics of one relay (a registry per instance, so tests can run several).
 
-use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge};
 
 /// Seconds; fine-grained below 250 ms where the outbox-lag SLO lives.
 const LAG_BUCKETS: &[f64] = &[
@@ -13,7 +10,7 @@ const LAG_BUCKETS: &[f64] = &[
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
 
 pub struct Metrics {
-    registry: Registry,
+    registry: ops::metrics::Registry,
     /// Age of the oldest unsent outbox row (0 when drained). Refreshed every second.
     pub outbox_lag_seconds: Gauge,
     pub outbox_pending: IntGauge,
@@ -34,107 +31,58 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let m = Metrics {
-            outbox_lag_seconds: Gauge::new(
+        let r = ops::metrics::Registry::new();
+        Metrics {
+            outbox_lag_seconds: r.float_gauge(
                 "outbox_lag_seconds",
                 "Age of the oldest outbox row not yet sent (0 when drained)",
-            )
-            .expect("valid metric"),
-            outbox_pending: IntGauge::new("outbox_pending", "Outbox rows waiting to be claimed")
-                .expect("valid metric"),
-            outbox_processing: IntGauge::new(
+            ),
+            outbox_pending: r.gauge("outbox_pending", "Outbox rows waiting to be claimed"),
+            outbox_processing: r.gauge(
                 "outbox_processing",
                 "Outbox rows claimed by some relay and not yet marked",
-            )
-            .expect("valid metric"),
-            published: IntCounter::new(
+            ),
+            published: r.counter(
                 "relay_published_total",
                 "Events acked by the broker and marked sent",
-            )
-            .expect("valid metric"),
-            failed: IntCounterVec::new(
-                Opts::new(
-                    "relay_publish_failed_total",
-                    "Publishes that failed and were rescheduled, by reason",
-                ),
+            ),
+            failed: r.counter_vec(
+                "relay_publish_failed_total",
+                "Publishes that failed and were rescheduled, by reason",
                 &["reason"],
-            )
-            .expect("valid metric"),
-            chaos_failures: IntCounter::new(
+            ),
+            chaos_failures: r.counter(
                 "relay_chaos_failures_total",
                 "Publishes failed on purpose by --chaos-failure-rate",
-            )
-            .expect("valid metric"),
-            reaped: IntCounter::new(
+            ),
+            reaped: r.counter(
                 "relay_reaped_total",
                 "Rows returned to pending after their claim expired",
-            )
-            .expect("valid metric"),
-            purged: IntCounter::new("relay_purged_total", "Sent rows deleted by retention")
-                .expect("valid metric"),
-            batch_size: Histogram::with_opts(
-                HistogramOpts::new("relay_batch_size", "Rows claimed per step")
-                    .buckets(BATCH_BUCKETS.to_vec()),
-            )
-            .expect("valid metric"),
-            publish_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "relay_publish_duration_seconds",
-                    "Time from handing a batch to the producer until every delivery report",
-                )
-                .buckets(LAG_BUCKETS.to_vec()),
-            )
-            .expect("valid metric"),
-            event_lag_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "outbox_event_lag_seconds",
-                    "Per event: outbox commit until the broker acked it",
-                )
-                .buckets(LAG_BUCKETS.to_vec()),
-            )
-            .expect("valid metric"),
-            wakeups: IntCounterVec::new(
-                Opts::new(
-                    "relay_wakeups_total",
-                    "Why an idle relay woke up: notify or poll",
-                ),
+            ),
+            purged: r.counter("relay_purged_total", "Sent rows deleted by retention"),
+            batch_size: r.histogram("relay_batch_size", "Rows claimed per step", BATCH_BUCKETS),
+            publish_seconds: r.histogram(
+                "relay_publish_duration_seconds",
+                "Time from handing a batch to the producer until every delivery report",
+                LAG_BUCKETS,
+            ),
+            event_lag_seconds: r.histogram(
+                "outbox_event_lag_seconds",
+                "Per event: outbox commit until the broker acked it",
+                LAG_BUCKETS,
+            ),
+            wakeups: r.counter_vec(
+                "relay_wakeups_total",
+                "Why an idle relay woke up: notify or poll",
                 &["cause"],
-            )
-            .expect("valid metric"),
-            registry,
-        };
-        m.register();
-        m
-    }
-
-    fn register(&self) {
-        let r = &self.registry;
-        for c in [
-            Box::new(self.outbox_lag_seconds.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(self.outbox_pending.clone()),
-            Box::new(self.outbox_processing.clone()),
-            Box::new(self.published.clone()),
-            Box::new(self.failed.clone()),
-            Box::new(self.chaos_failures.clone()),
-            Box::new(self.reaped.clone()),
-            Box::new(self.purged.clone()),
-            Box::new(self.batch_size.clone()),
-            Box::new(self.publish_seconds.clone()),
-            Box::new(self.event_lag_seconds.clone()),
-            Box::new(self.wakeups.clone()),
-        ] {
-            r.register(c).expect("metric registered once");
+            ),
+            registry: r,
         }
     }
 
     /// Prometheus text format.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding never fails for valid metrics");
-        String::from_utf8(buf).unwrap_or_default()
+        self.registry.render()
     }
 }
 

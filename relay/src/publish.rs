@@ -6,44 +6,35 @@ use anyhow::Context;
 use contracts::EventEnvelope;
 use futures::future::join_all;
 use rand::Rng;
-use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
+use contracts::kafka_headers as header;
+
 use crate::config::Config;
 use crate::outbox::OutboxRow;
-
-/// Kafka header names on every event (the envelope repeats the ids; headers let tools filter
-/// without parsing the value).
-pub mod header {
-    pub const EVENT_ID: &str = "event_id";
-    pub const EVENT_TYPE: &str = "event_type";
-    pub const REQUEST_ID: &str = "request_id";
-}
 
 /// The producer every relay uses: `acks=all` + idempotence, so a retried send never duplicates
 /// within a producer session and an ack means every in-sync replica has it.
 pub fn producer(config: &Config) -> anyhow::Result<FutureProducer> {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.kafka_brokers)
-        .set("client.id", config.relay_id())
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("compression.type", &config.compression)
-        .set("linger.ms", config.linger_ms.to_string())
-        .set("batch.num.messages", "10000")
-        .set("batch.size", "1048576")
-        .set("queue.buffering.max.messages", "200000")
-        .set(
+    let own = [
+        ("client.id", config.relay_id()),
+        ("acks", "all".into()),
+        ("enable.idempotence", "true".into()),
+        ("compression.type", config.compression.clone()),
+        ("linger.ms", config.linger_ms.to_string()),
+        ("batch.num.messages", "10000".into()),
+        ("batch.size", "1048576".into()),
+        ("queue.buffering.max.messages", "200000".into()),
+        (
             "message.timeout.ms",
             config.delivery_timeout.as_millis().to_string(),
-        );
-    for (k, v) in &config.kafka_options {
-        client.set(k, v);
-    }
-    client.create().context("creating the Kafka producer")
+        ),
+    ];
+    ops::kafka::client_config(&config.kafka_brokers, &own, &config.kafka_options)
+        .create()
+        .context("creating the Kafka producer")
 }
 
 /// Outcome of one batch: which rows the broker acked and which failed (with why).

@@ -15,37 +15,76 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::cache::ListCache;
-use crate::config::{AttachmentConfig, Config};
+use crate::config::Config;
 use crate::idempotency::IdempotencyCache;
-use crate::kv::Redis;
 use crate::metrics::Metrics;
-use crate::objects::ObjectStore;
+use crate::redis_client::Redis;
+use crate::s3::ObjectStore;
+use crate::state::AppState;
 use crate::store::{MemoryStore, PostgresStore, TicketStore};
 use crate::{middleware, routes, server};
-
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn TicketStore>,
-    pub lists: Arc<ListCache>,
-    pub idempotency: Arc<IdempotencyCache>,
-    pub redis: Option<Redis>,
-    pub metrics: Arc<Metrics>,
-    pub pg_pool: Option<PgPool>,
-    /// The object store for attachment bytes; `None` when S3_BUCKET is unset.
-    pub objects: Option<Arc<ObjectStore>>,
-    pub attachments: AttachmentConfig,
-    /// Work that must finish even when its request is dropped (writes and what follows their
-    /// commit); shutdown waits for it within the grace period.
-    pub tasks: TaskTracker,
-}
 
 pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
     router: Router,
     state: AppState,
+    /// The Postgres store's pool (handlers reach storage through the store only).
+    pg_pool: Option<PgPool>,
     shutdown: CancellationToken,
     config: Config,
+}
+
+/// The ticket store DATABASE_URL asks for, and its pool when it is Postgres.
+async fn connect_store(config: &Config) -> anyhow::Result<(Arc<dyn TicketStore>, Option<PgPool>)> {
+    Ok(match &config.database_url {
+        Some(url) => {
+            let pg = PostgresStore::connect(
+                url,
+                config.db_max_connections,
+                config.db_acquire_timeout,
+                config.session_limits(),
+                config.migrate,
+            )
+            .await?;
+            let pool = pg.pool().clone();
+            (Arc::new(pg), Some(pool))
+        }
+        None => (
+            Arc::new(MemoryStore::with_capacity(config.memory_max_tickets)),
+            None,
+        ),
+    })
+}
+
+fn state(
+    config: &Config,
+    store: Arc<dyn TicketStore>,
+    redis: Option<Redis>,
+    objects: Option<Arc<ObjectStore>>,
+    metrics: Arc<Metrics>,
+) -> AppState {
+    let limits = crate::cache::ListCacheLimits {
+        l1_ttl: config.list_cache_l1_ttl,
+        l1_users: config.list_cache_l1_capacity,
+        l1_max_bytes: config.list_cache_l1_max_bytes,
+        max_entry_bytes: config.list_cache_max_entry_bytes,
+        l2_ttl: config.list_cache_ttl,
+    };
+    AppState {
+        objects,
+        attachments: config.attachments.clone(),
+        lists: Arc::new(ListCache::new(limits, redis.clone(), metrics.clone())),
+        idempotency: Arc::new(IdempotencyCache::new(
+            redis.clone(),
+            config.idempotency_ttl,
+            metrics.clone(),
+        )),
+        store,
+        redis,
+        metrics,
+        tasks: TaskTracker::new(),
+    }
 }
 
 impl App {
@@ -54,81 +93,32 @@ impl App {
             .validate()
             .map_err(|msg| anyhow::anyhow!("invalid configuration: {msg}"))?;
         let metrics = Arc::new(Metrics::new());
+        let redacted =
+            |url: &Option<String>, none: &str| url.as_deref().map_or(none.into(), ops::redact_url);
         tracing::info!(
-            database = config
-                .database_url
-                .as_deref()
-                .map_or("(memory)".into(), ops::redact_url),
-            redis = config
-                .redis_url
-                .as_deref()
-                .map_or("(none)".into(), ops::redact_url),
-            s3_endpoint = config
-                .s3
-                .s3_endpoint
-                .as_deref()
-                .map_or("(none)".into(), ops::redact_url),
+            database = redacted(&config.database_url, "(memory)"),
+            redis = redacted(&config.redis_url, "(none)"),
+            s3_endpoint = redacted(&config.s3.s3_endpoint, "(none)"),
             "service starting"
         );
-
-        let (store, pg_pool): (Arc<dyn TicketStore>, _) = match &config.database_url {
-            Some(url) => {
-                let pg = PostgresStore::connect(
-                    url,
-                    config.db_max_connections,
-                    config.db_acquire_timeout,
-                    config.session_limits(),
-                    config.migrate,
-                )
-                .await?;
-                let pool = pg.pool().clone();
-                (Arc::new(pg), Some(pool))
-            }
-            None => (
-                Arc::new(MemoryStore::with_capacity(config.memory_max_tickets)),
-                None,
-            ),
-        };
+        let (store, pg_pool) = connect_store(&config).await?;
         let redis = match &config.redis_url {
             Some(url) => Some(Redis::connect(url, config.redis_timeout, metrics.clone()).await?),
             None => None,
         };
         let objects =
             ObjectStore::from_config(&config.s3, &config.attachments, metrics.clone()).await;
-        let state = AppState {
-            objects,
-            attachments: config.attachments.clone(),
-            lists: Arc::new(ListCache::new(
-                crate::cache::ListCacheLimits {
-                    l1_ttl: config.list_cache_l1_ttl,
-                    l1_users: config.list_cache_l1_capacity,
-                    l1_max_bytes: config.list_cache_l1_max_bytes,
-                    max_entry_bytes: config.list_cache_max_entry_bytes,
-                    l2_ttl: config.list_cache_ttl,
-                },
-                redis.clone(),
-                metrics.clone(),
-            )),
-            idempotency: Arc::new(IdempotencyCache::new(
-                redis.clone(),
-                config.idempotency_ttl,
-                metrics.clone(),
-            )),
-            store,
-            redis,
-            metrics,
-            pg_pool,
-            tasks: TaskTracker::new(),
-        };
+        let state = state(&config, store, redis, objects, metrics);
 
         let shutdown = CancellationToken::new();
-        if let (Some(objects), Some(pool)) = (&state.objects, &state.pg_pool)
-            && !config.attachments.attachment_sweep_interval.is_zero()
-        {
+        // Postgres mode only: in memory mode the metadata dies with the process, and two
+        // replicas would sweep each other's objects.
+        let sweep_every = config.attachments.attachment_sweep_interval;
+        if let (Some(objects), Some(_), false) = (&state.objects, &pg_pool, sweep_every.is_zero()) {
             crate::sweep::spawn(
                 objects.clone(),
-                pool.clone(),
-                config.attachments.attachment_sweep_interval,
+                state.store.clone(),
+                sweep_every,
                 config.attachments.attachment_sweep_grace,
                 shutdown.clone(),
             );
@@ -150,6 +140,7 @@ impl App {
             listener,
             addr,
             state,
+            pg_pool,
             shutdown,
             config,
         })
@@ -161,6 +152,11 @@ impl App {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The Postgres store's pool, for tests and tools that check its sessions.
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        self.pg_pool.as_ref()
     }
 
     /// Cancel it to stop the server gracefully (what SIGTERM does).

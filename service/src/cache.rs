@@ -28,8 +28,8 @@ use bytes::Bytes;
 use contracts::TicketStatus;
 
 use crate::domain::UserId;
-use crate::kv::Redis;
 use crate::metrics::Metrics;
+use crate::redis_client::Redis;
 use crate::store::{ListQuery, StoreError, TicketStore};
 
 const CACHE: &str = "list";

@@ -2,7 +2,29 @@
 
 use contracts::CreateTicketRequest;
 
-use crate::error::AppError;
+/// Why a value from a request is not a valid domain value. The domain says what is wrong; the
+/// HTTP layer (`error.rs`) alone decides the status each kind gets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// A field breaks a rule (empty, too long).
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller's identity is missing or malformed.
+    #[error("{0}")]
+    Identity(String),
+    /// A header or part is malformed; `code` is the stable machine-readable name.
+    #[error("{message}")]
+    Malformed { code: &'static str, message: String },
+}
+
+impl DomainError {
+    pub fn malformed(code: &'static str, message: impl Into<String>) -> Self {
+        DomainError::Malformed {
+            code,
+            message: message.into(),
+        }
+    }
+}
 
 pub const TITLE_CHARS: std::ops::RangeInclusive<usize> = 3..=200;
 pub const DESCRIPTION_CHARS: std::ops::RangeInclusive<usize> = 1..=5000;
@@ -14,18 +36,18 @@ pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 255;
 pub struct TicketTitle(String);
 
 impl TicketTitle {
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let title = raw.trim();
         let chars = title.chars().count();
         if !TITLE_CHARS.contains(&chars) {
-            return Err(AppError::Validation(format!(
+            return Err(DomainError::Invalid(format!(
                 "title must be {}..{} characters, got {chars}",
                 TITLE_CHARS.start(),
                 TITLE_CHARS.end()
             )));
         }
         if title.chars().any(char::is_control) {
-            return Err(AppError::Validation(
+            return Err(DomainError::Invalid(
                 "title must not contain control characters".into(),
             ));
         }
@@ -42,10 +64,10 @@ impl TicketTitle {
 pub struct TicketDescription(String);
 
 impl TicketDescription {
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let chars = raw.chars().count();
         if !DESCRIPTION_CHARS.contains(&chars) || raw.trim().is_empty() {
-            return Err(AppError::Validation(format!(
+            return Err(DomainError::Invalid(format!(
                 "description must be {}..{} characters and not blank, got {chars}",
                 DESCRIPTION_CHARS.start(),
                 DESCRIPTION_CHARS.end()
@@ -55,7 +77,7 @@ impl TicketDescription {
             .chars()
             .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
         {
-            return Err(AppError::Validation(
+            return Err(DomainError::Invalid(
                 "description must not contain control characters other than newline and tab".into(),
             ));
         }
@@ -74,7 +96,7 @@ pub struct NewTicket {
 }
 
 impl TryFrom<CreateTicketRequest> for NewTicket {
-    type Error = AppError;
+    type Error = DomainError;
 
     fn try_from(req: CreateTicketRequest) -> Result<Self, Self::Error> {
         Ok(Self {
@@ -90,15 +112,13 @@ impl TryFrom<CreateTicketRequest> for NewTicket {
 pub struct UserId(String);
 
 impl UserId {
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
         if raw.is_empty() {
-            return Err(AppError::Unauthorized(
-                "X-User-Id header is required".into(),
-            ));
+            return Err(DomainError::Identity("X-User-Id header is required".into()));
         }
         let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-');
         if raw.len() > USER_ID_MAX_BYTES || !raw.chars().all(ok_char) {
-            return Err(AppError::Unauthorized(format!(
+            return Err(DomainError::Identity(format!(
                 "X-User-Id must be 1..{USER_ID_MAX_BYTES} characters of [A-Za-z0-9._@-]"
             )));
         }
@@ -115,12 +135,12 @@ impl UserId {
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
         if raw.is_empty()
             || raw.len() > IDEMPOTENCY_KEY_MAX_BYTES
             || !raw.chars().all(|c| c.is_ascii_graphic())
         {
-            return Err(AppError::bad_request(
+            return Err(DomainError::malformed(
                 "invalid_idempotency_key",
                 format!(
                     "Idempotency-Key must be 1..{IDEMPOTENCY_KEY_MAX_BYTES} visible ASCII characters"
@@ -204,7 +224,7 @@ pub struct ContentType(String);
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
 impl ContentType {
-    pub fn parse(raw: Option<&str>) -> Result<Self, AppError> {
+    pub fn parse(raw: Option<&str>) -> Result<Self, DomainError> {
         let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
             return Ok(Self(DEFAULT_CONTENT_TYPE.to_owned()));
         };
@@ -221,7 +241,7 @@ impl ContentType {
                 .split_once('/')
                 .is_some_and(|(t, s)| token(t) && token(s));
         if !valid {
-            return Err(AppError::bad_request(
+            return Err(DomainError::malformed(
                 "invalid_content_type",
                 format!(
                     "the file part's Content-Type must be a media type like text/plain, got {raw:?}"
@@ -274,7 +294,7 @@ mod tests {
     #[test]
     fn user_id_alphabet() {
         assert!(UserId::parse("alice@example.com").is_ok());
-        assert!(matches!(UserId::parse(""), Err(AppError::Unauthorized(_))));
+        assert!(matches!(UserId::parse(""), Err(DomainError::Identity(_))));
         assert!(UserId::parse("a:b").is_err());
         assert!(UserId::parse(&"u".repeat(129)).is_err());
     }

@@ -9,7 +9,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::objects::ObjectError;
+use crate::s3::ObjectError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,19 @@ pub struct ErrorInfo {
     pub message: String,
     /// Extra machine-readable context, rendered beside `error` as `details`.
     pub details: Option<serde_json::Value>,
+}
+
+/// Where the domain's verdicts get their statuses: a broken rule 422, a missing or bad
+/// identity 401, a malformed header or part 400.
+impl From<crate::domain::DomainError> for AppError {
+    fn from(e: crate::domain::DomainError) -> Self {
+        use crate::domain::DomainError;
+        match e {
+            DomainError::Invalid(m) => AppError::Validation(m),
+            DomainError::Identity(m) => AppError::Unauthorized(m),
+            DomainError::Malformed { code, message } => AppError::BadRequest { code, message },
+        }
+    }
 }
 
 impl AppError {

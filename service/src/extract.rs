@@ -33,7 +33,7 @@ impl<S: Send + Sync> FromRequestParts<S> for User {
                 .to_str()
                 .map_err(|_| AppError::Unauthorized("X-User-Id must be visible ASCII".into()))?,
         };
-        UserId::parse(raw.trim()).map(User)
+        Ok(User(UserId::parse(raw.trim())?))
     }
 }
 
@@ -67,7 +67,7 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeIdempotencyKey {
             None => Ok(MaybeIdempotencyKey(None)),
             Some(v) => {
                 let raw = v.to_str().unwrap_or_default();
-                IdempotencyKey::parse(raw).map(|k| MaybeIdempotencyKey(Some(k)))
+                Ok(MaybeIdempotencyKey(Some(IdempotencyKey::parse(raw)?)))
             }
         }
     }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use contracts::Ticket;
 
 use crate::domain::{IdempotencyKey, UserId};
-use crate::kv::Redis;
 use crate::metrics::Metrics;
+use crate::redis_client::Redis;
 
 pub struct IdempotencyCache {
     redis: Option<Redis>,

@@ -7,20 +7,22 @@ pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
-pub mod kv;
 pub mod metrics;
 pub mod middleware;
-pub mod objects;
+pub mod redis_client;
 pub mod routes;
+pub mod s3;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod sweep;
 
 use anyhow::Context;
 use clap::Parser;
 
-pub use app::{App, AppState};
+pub use app::App;
 pub use config::{Cli, Command, Config};
+pub use state::AppState;
 
 /// The `service` binary: parse flags/env, then serve or migrate.
 pub async fn run_cli() -> anyhow::Result<()> {
@@ -52,10 +54,9 @@ pub async fn run_cli() -> anyhow::Result<()> {
                 .as_deref()
                 .context("DATABASE_URL must be set to sweep attachments")?;
             let metrics = std::sync::Arc::new(metrics::Metrics::new());
-            let objects =
-                objects::ObjectStore::from_config(&config.s3, &config.attachments, metrics)
-                    .await
-                    .context("S3_BUCKET must be set to sweep attachments")?;
+            let objects = s3::ObjectStore::from_config(&config.s3, &config.attachments, metrics)
+                .await
+                .context("S3_BUCKET must be set to sweep attachments")?;
             let store = store::PostgresStore::connect(
                 url,
                 2,
@@ -64,12 +65,9 @@ pub async fn run_cli() -> anyhow::Result<()> {
                 false,
             )
             .await?;
-            let swept = sweep::sweep_once(
-                &objects,
-                store.pool(),
-                config.attachments.attachment_sweep_grace,
-            )
-            .await?;
+            let swept =
+                sweep::sweep_once(&objects, &store, config.attachments.attachment_sweep_grace)
+                    .await?;
             println!(
                 "scanned {} objects; deleted {} unreferenced objects; aborted {} abandoned multipart uploads",
                 swept.scanned, swept.deleted, swept.aborted

@@ -1,9 +1,6 @@
 //! Prometheus metrics of one service instance (a registry per `App`, so tests can run several).
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
-};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 /// Latency buckets in seconds: fine-grained below 50 ms where the SLOs live.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -12,7 +9,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 pub struct Metrics {
-    registry: Registry,
+    registry: ops::metrics::Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub http_in_flight: IntGauge,
@@ -40,139 +37,71 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
+        let r = ops::metrics::Registry::new();
+        Self {
+            http_requests: r.counter_vec(
                 "http_requests_total",
                 "HTTP requests by method, route template and status",
+                &["method", "route", "status"],
             ),
-            &["method", "route", "status"],
-        )
-        .expect("valid metric");
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
+            http_duration: r.histogram_vec(
                 "http_request_duration_seconds",
                 "HTTP request latency by route template",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["method", "route"],
-        )
-        .expect("valid metric");
-        let http_in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being served")
-            .expect("valid metric");
-        let http_connections = IntGauge::new(
-            "http_connections_open",
-            "Client connections open (at MAX_CONNECTIONS new ones wait in the listen backlog)",
-        )
-        .expect("valid metric");
-        let http_connections_max =
-            IntGauge::new("http_connections_max", "MAX_CONNECTIONS").expect("valid metric");
-        let cache_requests = IntCounterVec::new(
-            Opts::new(
+                &["method", "route"],
+                LATENCY_BUCKETS,
+            ),
+            http_in_flight: r.gauge("http_requests_in_flight", "HTTP requests being served"),
+            http_connections: r.gauge(
+                "http_connections_open",
+                "Client connections open (at MAX_CONNECTIONS new ones wait in the listen backlog)",
+            ),
+            http_connections_max: r.gauge("http_connections_max", "MAX_CONNECTIONS"),
+            cache_requests: r.counter_vec(
                 "cache_requests_total",
                 "Cache lookups by cache, layer and result",
+                &["cache", "layer", "result"],
             ),
-            &["cache", "layer", "result"],
-        )
-        .expect("valid metric");
-        let cache_db_loads = IntCounterVec::new(
-            Opts::new(
+            cache_db_loads: r.counter_vec(
                 "cache_db_loads_total",
                 "Cache misses that were loaded from the database",
+                &["cache"],
             ),
-            &["cache"],
-        )
-        .expect("valid metric");
-        let redis_degraded = IntCounterVec::new(
-            Opts::new(
+            redis_degraded: r.counter_vec(
                 "redis_degraded_total",
                 "Operations that went on without Redis (error or timeout)",
+                &["op"],
             ),
-            &["op"],
-        )
-        .expect("valid metric");
-        let idempotency_replays = IntCounterVec::new(
-            Opts::new(
+            idempotency_replays: r.counter_vec(
                 "idempotency_replays_total",
                 "Requests answered from an earlier request with the same Idempotency-Key",
+                &["source"],
             ),
-            &["source"],
-        )
-        .expect("valid metric");
-        let db_pool = IntGaugeVec::new(
-            Opts::new("db_pool_connections", "Postgres pool connections by state"),
-            &["state"],
-        )
-        .expect("valid metric");
-        let attachment_uploads = IntCounterVec::new(
-            Opts::new("attachment_uploads_total", "Attachment uploads by outcome"),
-            &["outcome"],
-        )
-        .expect("valid metric");
-        let attachment_bytes = IntCounter::new(
-            "attachment_upload_bytes_total",
-            "Bytes of attachments written to the object store",
-        )
-        .expect("valid metric");
-        let object_cleanups = IntCounterVec::new(
-            Opts::new(
+            db_pool: r.gauge_vec(
+                "db_pool_connections",
+                "Postgres pool connections by state",
+                &["state"],
+            ),
+            attachment_uploads: r.counter_vec(
+                "attachment_uploads_total",
+                "Attachment uploads by outcome",
+                &["outcome"],
+            ),
+            attachment_bytes: r.counter(
+                "attachment_upload_bytes_total",
+                "Bytes of attachments written to the object store",
+            ),
+            object_cleanups: r.counter_vec(
                 "object_cleanups_total",
                 "Unreferenced uploads removed from the object store (abort or delete), by outcome",
+                &["action", "outcome"],
             ),
-            &["action", "outcome"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(attachment_bytes.clone()))
-            .expect("unique metric");
-        for c in [
-            &attachment_uploads,
-            &object_cleanups,
-            &http_requests,
-            &cache_requests,
-            &cache_db_loads,
-            &redis_degraded,
-            &idempotency_replays,
-        ] {
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-        }
-        registry
-            .register(Box::new(http_duration.clone()))
-            .expect("unique metric");
-        for g in [&http_in_flight, &http_connections, &http_connections_max] {
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-        }
-        registry
-            .register(Box::new(db_pool.clone()))
-            .expect("unique metric");
-        Self {
-            registry,
-            http_requests,
-            http_duration,
-            http_in_flight,
-            http_connections,
-            http_connections_max,
-            cache_requests,
-            cache_db_loads,
-            redis_degraded,
-            idempotency_replays,
-            db_pool,
-            attachment_uploads,
-            attachment_bytes,
-            object_cleanups,
+            registry: r,
         }
     }
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        let mut buf = Vec::with_capacity(16 * 1024);
-        // Encoding into a Vec cannot fail for well-formed metrics.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        self.registry.render()
     }
 }
 

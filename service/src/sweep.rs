@@ -14,10 +14,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::objects::ObjectStore;
+use crate::s3::ObjectStore;
+use crate::store::TicketStore;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
@@ -32,7 +32,7 @@ pub struct Swept {
 /// One pass over the bucket.
 pub async fn sweep_once(
     objects: &ObjectStore,
-    pool: &PgPool,
+    store: &dyn TicketStore,
     grace: Duration,
 ) -> anyhow::Result<Swept> {
     let cutoff = SystemTime::now() - grace;
@@ -61,13 +61,7 @@ pub async fn sweep_once(
         if old.is_empty() {
             continue;
         }
-        let referenced: HashSet<String> =
-            sqlx::query_scalar("SELECT object_key FROM attachments WHERE object_key = ANY($1)")
-                .bind(&old)
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .collect();
+        let referenced: HashSet<String> = store.referenced_objects(&old).await?;
         for key in old.iter().filter(|k| !referenced.contains(*k)) {
             objects.delete(key).await?;
             objects.count_cleanup("sweep_delete", true);
@@ -114,7 +108,7 @@ pub async fn sweep_once(
 /// Sweeps every `interval` until `stop`; a failed pass is logged and retried next time.
 pub fn spawn(
     objects: Arc<ObjectStore>,
-    pool: PgPool,
+    store: Arc<dyn TicketStore>,
     interval: Duration,
     grace: Duration,
     stop: CancellationToken,
@@ -127,7 +121,7 @@ pub fn spawn(
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            match sweep_once(&objects, &pool, grace).await {
+            match sweep_once(&objects, store.as_ref(), grace).await {
                 Ok(swept) if swept.deleted + swept.aborted > 0 => {
                     tracing::info!(?swept, "attachment sweep removed leftovers");
                 }

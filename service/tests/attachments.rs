@@ -703,7 +703,6 @@ async fn the_sweeper_removes_what_a_crash_left_and_nothing_else() {
     config.s3 = s3;
     config.attachments.attachment_sweep_interval = std::time::Duration::ZERO;
     let app = TestApp::start(config).await;
-    let pool = PgPool::connect(&db).await.unwrap();
     let objects = app.state.objects.clone().unwrap();
     let ticket = app.create("crash leftovers").await["id"]
         .as_str()
@@ -740,18 +739,26 @@ async fn the_sweeper_removes_what_a_crash_left_and_nothing_else() {
         .unwrap();
     assert_eq!(leftovers(&app, &ticket).await, (2, 1));
 
-    let young = service::sweep::sweep_once(&objects, &pool, std::time::Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let young = service::sweep::sweep_once(
+        &objects,
+        app.state.store.as_ref(),
+        std::time::Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (young.deleted, young.aborted),
         (0, 0),
         "within the grace period"
     );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let swept = service::sweep::sweep_once(&objects, &pool, std::time::Duration::ZERO)
-        .await
-        .unwrap();
+    let swept = service::sweep::sweep_once(
+        &objects,
+        app.state.store.as_ref(),
+        std::time::Duration::ZERO,
+    )
+    .await
+    .unwrap();
     assert_eq!((swept.scanned, swept.deleted, swept.aborted), (2, 1, 1));
     assert_eq!(leftovers(&app, &ticket).await, (1, 0));
     let listed = list(&app, &ticket).await;

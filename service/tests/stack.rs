@@ -488,7 +488,7 @@ async fn the_pool_sessions_carry_statement_and_idle_transaction_limits() {
     config.db_statement_timeout = Duration::from_millis(700);
     config.db_idle_in_transaction_timeout = Duration::from_secs(3);
     let app = TestApp::start(config).await;
-    let pool = app.state.pg_pool.clone().unwrap();
+    let pool = app.pg_pool.clone().unwrap();
     let (statement, idle): (String, String) = sqlx::query_as(
         "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')",
     )

@@ -57,6 +57,18 @@ impl Round {
     fn files_per_sec(&self, files: usize) -> f64 {
         files as f64 / self.seconds
     }
+    fn print(&self, mode: &str, args: &Args) {
+        eprintln!(
+            "  {mode} {:.1} MiB/s ({:.0} files/s)",
+            self.mib_per_sec(args.files, args.size),
+            self.files_per_sec(args.files)
+        );
+    }
+    fn json(&self, args: &Args) -> serde_json::Value {
+        json!({"seconds": self.seconds, "mib_per_sec": self.mib_per_sec(args.files, args.size),
+               "files_per_sec": self.files_per_sec(args.files),
+               "p50_ms": pct(&self.latencies_ms, 50.0), "p99_ms": pct(&self.latencies_ms, 99.0)})
+    }
 }
 
 fn pct(values: &[f64], p: f64) -> f64 {
@@ -95,31 +107,9 @@ where
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let base_url = env("DATABASE_URL");
-    let admin_url = format!("{}/postgres", base_url.rsplit_once('/').unwrap().0);
-    let db_name = format!("bench_attachments_{}", uuid::Uuid::new_v4().simple());
-    let admin = PgPool::connect(&admin_url).await?;
-    sqlx::raw_sql(&format!("CREATE DATABASE {db_name}"))
-        .execute(&admin)
-        .await?;
-    let db_url = format!("{}/{db_name}", base_url.rsplit_once('/').unwrap().0);
+    let (admin, db_name, db_url) = fresh_database(&base_url).await?;
 
-    let mut config = Config::embedded();
-    config.database_url = Some(db_url);
-    config.redis_url = Some(env("REDIS_URL"));
-    config.migrate = true;
-    config.s3 = S3Config {
-        s3_bucket: Some(env("S3_BUCKET")),
-        s3_endpoint: Some(env("S3_ENDPOINT")),
-        s3_public_endpoint: None,
-        s3_region: env("S3_REGION"),
-        // Its own prefix: the objects are not this run's database's business after it ends.
-        s3_key_prefix: format!("bench-{}/", uuid::Uuid::new_v4().simple()),
-        s3_access_key_id: Some(env("S3_ACCESS_KEY_ID")),
-        s3_secret_access_key: Some(env("S3_SECRET_ACCESS_KEY")),
-        s3_force_path_style: true,
-        s3_timeout: Duration::from_secs(30),
-    };
-    config.attachments.attachment_max_concurrent_uploads = args.concurrency.max(16);
+    let config = bench_config(db_url, args.concurrency);
     let app = App::build(config).await?;
     let addr = app.addr();
     let objects = app.state().objects.clone().expect("S3 configured");
@@ -127,10 +117,9 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(app.run_until_stopped());
 
     let http = reqwest::Client::new();
-    let user = "bench-attachments";
     let ticket: serde_json::Value = http
         .post(format!("http://{addr}/v1/tickets"))
-        .header("x-user-id", user)
+        .header("x-user-id", USER)
         .json(&json!({"title": "attachment bench", "description": "1 MiB uploads"}))
         .send()
         .await?
@@ -149,44 +138,14 @@ async fn main() -> anyhow::Result<()> {
     let api_round = |n: usize| {
         let (http, url, payload) = (http.clone(), upload_url.clone(), payload.clone());
         timed(n, args.concurrency, move |i| {
-            let (http, url, payload) = (http.clone(), url.clone(), unique(&payload));
-            async move {
-                let form = reqwest::multipart::Form::new().part(
-                    "file",
-                    reqwest::multipart::Part::stream_with_length(
-                        reqwest::Body::from(payload),
-                        args.size as u64,
-                    )
-                    .file_name(format!("file-{i}.bin")),
-                );
-                let res = http
-                    .post(&url)
-                    .header("x-user-id", user)
-                    .multipart(form)
-                    .send()
-                    .await
-                    .expect("upload request");
-                assert_eq!(res.status(), 201, "{:?}", res.text().await);
-            }
+            api_upload(http.clone(), url.clone(), unique(&payload), i)
         })
     };
     let direct_round = |n: usize, round: usize| {
         let (objects, payload, prefix) = (objects.clone(), payload.clone(), direct_prefix.clone());
         timed(n, args.concurrency, move |i| {
-            let (objects, payload) = (Arc::clone(&objects), unique(&payload));
             let key = format!("{prefix}{round}-{i}");
-            async move {
-                objects
-                    .client()
-                    .put_object()
-                    .bucket(objects.bucket())
-                    .key(key)
-                    .content_type("application/octet-stream")
-                    .body(ByteStream::from(payload))
-                    .send()
-                    .await
-                    .expect("direct put");
-            }
+            direct_put(Arc::clone(&objects), key, unique(&payload))
         })
     };
 
@@ -199,38 +158,75 @@ async fn main() -> anyhow::Result<()> {
     for round in 0..args.rounds {
         eprintln!("round {}: API…", round + 1);
         let a = api_round(args.files).await;
-        eprintln!(
-            "  API    {:.1} MiB/s ({:.0} files/s)",
-            a.mib_per_sec(args.files, args.size),
-            a.files_per_sec(args.files)
-        );
+        a.print("API   ", &args);
         eprintln!("round {}: direct PutObject…", round + 1);
         let d = direct_round(args.files, round).await;
-        eprintln!(
-            "  direct {:.1} MiB/s ({:.0} files/s)",
-            d.mib_per_sec(args.files, args.size),
-            d.files_per_sec(args.files)
-        );
+        d.print("direct", &args);
         api.push(a);
         direct.push(d);
     }
 
     // Every API upload is there: rows, events and the objects' sizes.
     let pool = app_pool(&base_url, &db_name).await?;
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM attachments")
-        .fetch_one(&pool)
-        .await?;
-    let events: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM outbox_events WHERE event_type = 'ticket.attachment_added'",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let (rows, events) = stored(&pool).await?;
     let expected = (args.files * args.rounds + 20) as i64;
     assert_eq!((rows, events), (expected, expected));
 
+    let (md, report) = results(&args, &api, &direct, (rows, events, expected));
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    std::fs::write(args.out.join("results.md"), &md)?;
+    println!("{md}");
+
+    // Leave the bucket and the database as they were.
+    eprintln!("cleaning up…");
+    for prefix in [direct_prefix, objects.prefix().to_owned()] {
+        delete_prefix(objects.client(), objects.bucket(), &prefix).await?;
+    }
+    stop.cancel();
+    server.await??;
+    pool.close().await;
+    sqlx::raw_sql(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
+        .execute(&admin)
+        .await?;
+    Ok(())
+}
+
+/// The API on the stack, on its own database and key prefix.
+fn bench_config(db_url: String, concurrency: usize) -> Config {
+    let mut config = Config::embedded();
+    config.database_url = Some(db_url);
+    config.redis_url = Some(env("REDIS_URL"));
+    config.migrate = true;
+    config.s3 = S3Config {
+        s3_bucket: Some(env("S3_BUCKET")),
+        s3_endpoint: Some(env("S3_ENDPOINT")),
+        s3_public_endpoint: None,
+        s3_region: env("S3_REGION"),
+        // Its own prefix: the objects are not this run's database's business after it ends.
+        s3_key_prefix: format!("bench-{}/", uuid::Uuid::new_v4().simple()),
+        s3_access_key_id: Some(env("S3_ACCESS_KEY_ID")),
+        s3_secret_access_key: Some(env("S3_SECRET_ACCESS_KEY")),
+        s3_force_path_style: true,
+        s3_timeout: Duration::from_secs(30),
+    };
+    config.attachments.attachment_max_concurrent_uploads = concurrency.max(16);
+    config
+}
+
+/// results.md and report.json: per round, API against direct, and the check of what was stored.
+fn results(
+    args: &Args,
+    api: &[Round],
+    direct: &[Round],
+    (rows, events, expected): (i64, i64, i64),
+) -> (String, serde_json::Value) {
     let ratios: Vec<f64> = api
         .iter()
-        .zip(&direct)
+        .zip(direct)
         .map(|(a, d)| d.seconds / a.seconds)
         .collect();
     let mut md = format!(
@@ -243,7 +239,7 @@ async fn main() -> anyhow::Result<()> {
         c = args.concurrency,
         r = args.rounds,
     );
-    for (i, ((a, d), ratio)) in api.iter().zip(&direct).zip(&ratios).enumerate() {
+    for (i, ((a, d), ratio)) in api.iter().zip(direct).zip(&ratios).enumerate() {
         md.push_str(&format!(
             "| {} | {:.1} | {:.0} | {:.1} / {:.1} | {:.1} | {:.0} | {:.1} / {:.1} | {:.2} |\n",
             i + 1,
@@ -268,39 +264,72 @@ async fn main() -> anyhow::Result<()> {
         "files_per_round": args.files,
         "size_bytes": args.size,
         "concurrency": args.concurrency,
-        "rounds": api.iter().zip(&direct).zip(&ratios).map(|((a, d), ratio)| json!({
-            "api": {"seconds": a.seconds, "mib_per_sec": a.mib_per_sec(args.files, args.size),
-                    "files_per_sec": a.files_per_sec(args.files),
-                    "p50_ms": pct(&a.latencies_ms, 50.0), "p99_ms": pct(&a.latencies_ms, 99.0)},
-            "direct": {"seconds": d.seconds, "mib_per_sec": d.mib_per_sec(args.files, args.size),
-                       "files_per_sec": d.files_per_sec(args.files),
-                       "p50_ms": pct(&d.latencies_ms, 50.0), "p99_ms": pct(&d.latencies_ms, 99.0)},
+        "rounds": api.iter().zip(direct).zip(&ratios).map(|((a, d), ratio)| json!({
+            "api": a.json(args),
+            "direct": d.json(args),
             "api_over_direct": ratio,
         })).collect::<Vec<_>>(),
         "median_api_over_direct": median_ratio,
         "attachment_rows": rows,
         "attachment_events": events,
     });
-    std::fs::create_dir_all(&args.out)?;
-    std::fs::write(
-        args.out.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    std::fs::write(args.out.join("results.md"), &md)?;
-    println!("{md}");
+    (md, report)
+}
 
-    // Leave the bucket and the database as they were.
-    eprintln!("cleaning up…");
-    for prefix in [direct_prefix, objects.prefix().to_owned()] {
-        delete_prefix(objects.client(), objects.bucket(), &prefix).await?;
-    }
-    stop.cancel();
-    server.await??;
-    pool.close().await;
-    sqlx::raw_sql(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
+const USER: &str = "bench-attachments";
+
+/// A new database on the stack's server, dropped at the end: (admin pool, name, URL).
+async fn fresh_database(base_url: &str) -> anyhow::Result<(PgPool, String, String)> {
+    let server = base_url.rsplit_once('/').unwrap().0;
+    let db_name = format!("bench_attachments_{}", uuid::Uuid::new_v4().simple());
+    let admin = PgPool::connect(&format!("{server}/postgres")).await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {db_name}"))
         .execute(&admin)
         .await?;
-    Ok(())
+    let db_url = format!("{server}/{db_name}");
+    Ok((admin, db_name, db_url))
+}
+
+/// One upload through the API, as a client sends it (multipart, streamed); it must be stored.
+async fn api_upload(http: reqwest::Client, url: String, payload: bytes::Bytes, i: usize) {
+    let size = payload.len() as u64;
+    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(payload), size)
+        .file_name(format!("file-{i}.bin"));
+    let res = http
+        .post(&url)
+        .header("x-user-id", USER)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .expect("upload request");
+    assert_eq!(res.status(), 201, "{:?}", res.text().await);
+}
+
+/// The same bytes straight to the bucket with the API's own S3 client.
+async fn direct_put(objects: Arc<service::s3::ObjectStore>, key: String, payload: bytes::Bytes) {
+    objects
+        .client()
+        .put_object()
+        .bucket(objects.bucket())
+        .key(key)
+        .content_type("application/octet-stream")
+        .body(ByteStream::from(payload))
+        .send()
+        .await
+        .expect("direct put");
+}
+
+/// Attachment rows and `ticket.attachment_added` events in the bench's database.
+async fn stored(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM attachments")
+        .fetch_one(pool)
+        .await?;
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox_events WHERE event_type = 'ticket.attachment_added'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, events))
 }
 
 /// The payload with a fresh UUID in front: Garage stores content-addressed blocks, so identical

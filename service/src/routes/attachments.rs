@@ -22,11 +22,11 @@ use uuid::Uuid;
 
 use super::tickets::owned_by;
 use super::{Route, detached};
-use crate::app::AppState;
 use crate::domain::{AttachmentFilename, ContentType, UserId};
 use crate::error::AppError;
 use crate::extract::{RequestId, TicketId, Upload, User};
-use crate::objects::{ObjectError, ObjectStore, UploadError};
+use crate::s3::{ObjectError, ObjectStore, StoredObject, UploadError};
+use crate::state::AppState;
 use crate::store::{AttachmentAdded, AttachmentMeta, NewAttachment};
 
 /// The multipart field that carries the file.
@@ -53,6 +53,40 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// How an upload ended: `attachment_uploads_total{outcome}`, counted once per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Stored,
+    TooLarge,
+    Empty,
+    BadRequest,
+    StoreUnavailable,
+    StoreError,
+    DbError,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Stored => "stored",
+            Outcome::TooLarge => "too_large",
+            Outcome::Empty => "empty",
+            Outcome::BadRequest => "bad_request",
+            Outcome::StoreUnavailable => "store_unavailable",
+            Outcome::StoreError => "store_error",
+            Outcome::DbError => "db_error",
+        }
+    }
+
+    fn count(self, state: &AppState) {
+        let uploads = &state.metrics.attachment_uploads;
+        uploads.with_label_values(&[self.label()]).inc();
+    }
+}
+
+/// A failed upload: how it is counted and what the client is told.
+type Failed = (Outcome, AppError);
+
 async fn upload_attachment(
     State(state): State<AppState>,
     User(user): User,
@@ -62,102 +96,25 @@ async fn upload_attachment(
 ) -> Result<Response, AppError> {
     let objects = state.objects.clone().ok_or(AppError::AttachmentsDisabled)?;
     check_owner(&state, ticket_id, &user).await?;
-    let count = |outcome: &str| count_upload(&state, outcome);
-
-    let field = file_field(&mut multipart)
+    let (new, stored) = receive(&state, &objects, ticket_id, &mut multipart)
         .await
-        .inspect_err(|_| count("bad_request"))?;
-    let filename = AttachmentFilename::sanitize(field.file_name());
-    // The raw header: multer drops a Content-Type it cannot parse, which would hide the mistake.
-    let raw_type = field
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    let content_type = ContentType::parse(raw_type).inspect_err(|_| count("bad_request"))?;
-    let id = Uuid::now_v7();
-    let key = objects.key_for(ticket_id, id);
-    let limit = state.attachments.attachment_max_bytes;
-    let upload = objects
-        .upload(
-            &key,
-            content_type.as_str(),
-            &filename.content_disposition(),
-            field,
-            limit,
-        )
-        .await;
-    let stored = match upload {
-        Ok(stored) => stored,
-        Err(err) => {
-            let (outcome, err) = upload_error(err, limit);
-            count(outcome);
-            if outcome == "too_large" {
-                drain(&mut multipart).await;
-            }
-            return Err(err);
-        }
-    };
-    match multipart.next_field().await {
-        Ok(None) => {}
-        Ok(Some(extra)) => {
-            let name = extra.name().unwrap_or_default().to_owned();
-            stored.discard().await;
-            count("bad_request");
-            return Err(AppError::bad_request(
-                "unexpected_field",
-                format!("only one field, {FILE_FIELD:?}, is accepted; got another: {name:?}"),
-            ));
-        }
-        Err(err) => {
-            stored.discard().await;
-            count("bad_request");
-            return Err(multipart_error(&err));
-        }
-    }
-
-    let new = NewAttachment {
-        id,
-        ticket_id,
-        object_key: key,
-        filename,
-        content_type,
-        size_bytes: stored.size(),
-    };
+        .map_err(|(outcome, err)| {
+            outcome.count(&state);
+            err
+        })?;
     // Recording the metadata and deciding the object's fate run as a task the upload timeout
     // can't cancel: dropped after the commit, the request would otherwise delete the bytes a
-    // committed row and event point at (issue #11.4).
+    // committed row and event point at (issue #11.4). The task counts the outcome, so a
+    // request dropped meanwhile is still counted.
     let task_state = state.clone();
     let meta = detached(&state, async move {
         let state = task_state;
-        let count = |outcome: &str| count_upload(&state, outcome);
-        match state.store.add_attachment(&user, &new, &request_id).await {
-            Ok(AttachmentAdded::Added(meta)) => {
-                stored.keep();
-                count("stored");
-                Ok(meta)
-            }
-            Ok(refused) => {
-                stored.discard().await;
-                count("bad_request");
-                Err(match refused {
-                    AttachmentAdded::Forbidden => AppError::Forbidden,
-                    _ => AppError::NotFound("ticket"),
-                })
-            }
-            Err(err) if err.may_have_committed() => {
-                // The connection died with the INSERT in flight: the row may exist. The sweeper
-                // deletes the object only if no row references it.
-                stored.leave_to_sweeper();
-                count("db_error");
-                Err(err.into())
-            }
-            Err(err) => {
-                // Refused by the server or never sent: nothing references the object.
-                stored.discard().await;
-                count("db_error");
-                Err(err.into())
-            }
-        }
+        let recorded = record(&state, &user, &new, stored, &request_id).await;
+        let outcome = recorded
+            .as_ref()
+            .map_or_else(|(o, _)| *o, |_| Outcome::Stored);
+        outcome.count(&state);
+        recorded.map_err(|(_, err)| err)
     })
     .await?;
 
@@ -170,12 +127,102 @@ async fn upload_attachment(
     Ok(res)
 }
 
-fn count_upload(state: &AppState, outcome: &str) {
-    state
-        .metrics
-        .attachment_uploads
-        .with_label_values(&[outcome])
-        .inc();
+/// Reads the one file part and streams it to the object store: the metadata to record and the
+/// stored object. A failure after the bytes were stored discards them.
+async fn receive(
+    state: &AppState,
+    objects: &Arc<ObjectStore>,
+    ticket_id: Uuid,
+    multipart: &mut axum::extract::Multipart,
+) -> Result<(NewAttachment, StoredObject), Failed> {
+    let bad = |err| (Outcome::BadRequest, err);
+    let field = file_field(multipart).await.map_err(bad)?;
+    let filename = AttachmentFilename::sanitize(field.file_name());
+    // The raw header: multer drops a Content-Type it cannot parse, which would hide the mistake.
+    let raw_type = field
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let content_type = ContentType::parse(raw_type).map_err(|e| bad(e.into()))?;
+    let id = Uuid::now_v7();
+    let key = objects.key_for(ticket_id, id);
+    let limit = state.attachments.attachment_max_bytes;
+    let disposition = filename.content_disposition();
+    let upload = (objects.upload(&key, content_type.as_str(), &disposition, field, limit)).await;
+    let stored = match upload {
+        Ok(stored) => stored,
+        Err(err) => {
+            let (outcome, err) = upload_error(err, limit);
+            if outcome == Outcome::TooLarge {
+                drain(multipart).await;
+            }
+            return Err((outcome, err));
+        }
+    };
+    if let Err(err) = no_more_fields(multipart).await {
+        stored.discard().await;
+        return Err(bad(err));
+    }
+    let new = NewAttachment {
+        id,
+        ticket_id,
+        object_key: key,
+        filename,
+        content_type,
+        size_bytes: stored.size(),
+    };
+    Ok((new, stored))
+}
+
+/// Only one field is accepted: another after the file is an error.
+async fn no_more_fields(multipart: &mut axum::extract::Multipart) -> Result<(), AppError> {
+    match multipart.next_field().await {
+        Ok(None) => Ok(()),
+        Ok(Some(extra)) => Err(AppError::bad_request(
+            "unexpected_field",
+            format!(
+                "only one field, {FILE_FIELD:?}, is accepted; got another: {:?}",
+                extra.name().unwrap_or_default()
+            ),
+        )),
+        Err(err) => Err(multipart_error(&err)),
+    }
+}
+
+/// Records the metadata and the event, then keeps the object, discards it, or — when the
+/// write's outcome is unknown — leaves it to the sweeper.
+async fn record(
+    state: &AppState,
+    user: &UserId,
+    new: &NewAttachment,
+    stored: StoredObject,
+    request_id: &str,
+) -> Result<AttachmentMeta, Failed> {
+    match state.store.add_attachment(user, new, request_id).await {
+        Ok(AttachmentAdded::Added(meta)) => {
+            stored.keep();
+            Ok(meta)
+        }
+        Ok(refused) => {
+            stored.discard().await;
+            let err = match refused {
+                AttachmentAdded::Forbidden => AppError::Forbidden,
+                _ => AppError::NotFound("ticket"),
+            };
+            Err((Outcome::BadRequest, err))
+        }
+        Err(err) if err.may_have_committed() => {
+            // The connection died with the INSERT in flight: the row may exist. The sweeper
+            // deletes the object only if no row references it.
+            stored.leave_to_sweeper();
+            Err((Outcome::DbError, err.into()))
+        }
+        Err(err) => {
+            // Refused by the server or never sent: nothing references the object.
+            stored.discard().await;
+            Err((Outcome::DbError, err.into()))
+        }
+    }
 }
 
 async fn list_attachments(
@@ -229,29 +276,31 @@ fn multipart_error(err: &MultipartError) -> AppError {
     }
 }
 
-fn upload_error(err: UploadError<MultipartError>, limit: u64) -> (&'static str, AppError) {
+fn upload_error(err: UploadError<MultipartError>, limit: u64) -> Failed {
     match err {
         UploadError::TooLarge { .. } => (
-            "too_large",
+            Outcome::TooLarge,
             AppError::PayloadTooLarge(format!(
                 "file is larger than the limit of {limit} bytes (ATTACHMENT_MAX_BYTES)"
             )),
         ),
         UploadError::Empty => (
-            "empty",
+            Outcome::Empty,
             AppError::bad_request("empty_file", "the file is empty; nothing was stored"),
         ),
         UploadError::Body(err) => {
             let err = multipart_error(&err);
             let outcome = if matches!(err, AppError::PayloadTooLarge(_)) {
-                "too_large"
+                Outcome::TooLarge
             } else {
-                "bad_request"
+                Outcome::BadRequest
             };
             (outcome, err)
         }
-        UploadError::Store(err @ ObjectError::Unavailable(_)) => ("store_unavailable", err.into()),
-        UploadError::Store(err) => ("store_error", err.into()),
+        UploadError::Store(err @ ObjectError::Unavailable(_)) => {
+            (Outcome::StoreUnavailable, err.into())
+        }
+        UploadError::Store(err) => (Outcome::StoreError, err.into()),
     }
 }
 

@@ -9,8 +9,8 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::Route;
-use crate::app::AppState;
 use crate::error::ErrorInfo;
+use crate::state::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -84,15 +84,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    if let Some(pool) = &state.pg_pool {
-        let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
-        let size = i64::from(pool.size());
-        state.metrics.db_pool.with_label_values(&["idle"]).set(idle);
-        state
-            .metrics
-            .db_pool
-            .with_label_values(&["in_use"])
-            .set(size - idle);
+    if let Some((in_use, idle)) = state.store.pool_connections() {
+        let pool = &state.metrics.db_pool;
+        pool.with_label_values(&["idle"]).set(idle);
+        pool.with_label_values(&["in_use"]).set(in_use);
     }
     (
         [(

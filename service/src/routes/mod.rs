@@ -12,8 +12,8 @@ use axum::routing::MethodRouter;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::app::AppState;
 use crate::config::Config;
+use crate::state::AppState;
 
 /// Room for the multipart boundaries and part headers around an attachment of the maximum size.
 pub const MULTIPART_OVERHEAD_BYTES: usize = 64 * 1024;

@@ -9,10 +9,10 @@ use contracts::{CreateTicketRequest, Ticket, TicketStatus, headers};
 use serde::Deserialize;
 
 use super::{Route, detached};
-use crate::app::AppState;
 use crate::domain::{NewTicket, UserId};
 use crate::error::AppError;
 use crate::extract::{AppJson, AppQuery, MaybeIdempotencyKey, RequestId, TicketId, User};
+use crate::state::AppState;
 use crate::store::{CloseOutcome, Created, ListQuery};
 
 pub const DEFAULT_LIMIT: u32 = 50;

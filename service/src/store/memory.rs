@@ -5,7 +5,7 @@
 //! flat footprint. Events live with their ticket (nothing relays them in memory mode; tests read
 //! them back per ticket). Reads take a shared lock, writes an exclusive one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
@@ -312,6 +312,17 @@ impl TicketStore for MemoryStore {
             .get(&ticket_id)
             .map(|e| e.events.clone())
             .unwrap_or_default())
+    }
+
+    async fn referenced_objects(&self, keys: &[String]) -> Result<HashSet<String>, StoreError> {
+        let inner = self.read();
+        let stored: HashSet<&str> = (inner.tickets.values())
+            .flat_map(|e| e.attachments.iter().map(|a| a.object_key.as_str()))
+            .collect();
+        Ok((keys.iter())
+            .filter(|k| stored.contains(k.as_str()))
+            .cloned()
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

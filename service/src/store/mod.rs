@@ -4,6 +4,8 @@
 mod memory;
 mod postgres;
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contracts::{Ticket, TicketStatus};
@@ -144,8 +146,16 @@ pub trait TicketStore: Send + Sync + 'static {
     /// Outbox events of one ticket, oldest first.
     async fn events_for(&self, ticket_id: Uuid) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// Which of `keys` an attachment references (the sweeper deletes the others).
+    async fn referenced_objects(&self, keys: &[String]) -> Result<HashSet<String>, StoreError>;
+
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Connections of the database pool, `(in use, idle)`; `None` without a pool.
+    fn pool_connections(&self) -> Option<(i64, i64)> {
+        None
+    }
 }
 
 /// The outbox payload of `ticket.created` / `ticket.closed` (see `contracts::TicketEventPayload`).

@@ -1,6 +1,7 @@
 //! Postgres store. Each write is a single statement (a data-modifying CTE), so the ticket row and
 //! its outbox row commit together in one round trip; sqlx prepares and caches every statement.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -394,11 +395,26 @@ impl TicketStore for PostgresStore {
             .collect())
     }
 
+    async fn referenced_objects(&self, keys: &[String]) -> Result<HashSet<String>, StoreError> {
+        let found: Vec<String> =
+            sqlx::query_scalar("SELECT object_key FROM attachments WHERE object_key = ANY($1)")
+                .bind(keys)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error("referenced objects"))?;
+        Ok(found.into_iter().collect())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
             .map_err(db_error("ping"))?;
         Ok(())
+    }
+
+    fn pool_connections(&self) -> Option<(i64, i64)> {
+        let idle = i64::try_from(self.pool.num_idle()).unwrap_or(i64::MAX);
+        Some((i64::from(self.pool.size()) - idle, idle))
     }
 }

@@ -64,6 +64,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: Client,
     pub state: AppState,
+    pub pg_pool: Option<sqlx::PgPool>,
     pub stop: CancellationToken,
     pub user: String,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -73,11 +74,13 @@ impl TestApp {
     pub async fn start(config: Config) -> Self {
         let app = App::build(config).await.expect("app builds");
         let (addr, state, stop) = (app.addr(), app.state().clone(), app.shutdown_token());
+        let pg_pool = app.pg_pool().cloned();
         let server = tokio::spawn(app.run_until_stopped());
         Self {
             addr,
             client: Client::new(),
             state,
+            pg_pool,
             stop,
             user: new_user(),
             server,

@@ -1,0 +1,110 @@
+//! The workers' operations endpoint: `/metrics`, `/healthz` (liveness) and `/readyz`
+//! (readiness with a JSON body saying what is missing). The API serves the same paths from
+//! its own router.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What a worker tells its operations endpoint.
+pub trait Probe: Send + Sync + 'static {
+    /// The Prometheus text page.
+    fn metrics(&self) -> String;
+    /// `Err(why)` when the process should be restarted (a stuck loop).
+    fn live(&self) -> Result<(), String>;
+    /// Whether it can do its work now, and the state of each dependency.
+    fn ready(&self) -> impl Future<Output = (bool, serde_json::Value)> + Send;
+}
+
+/// The endpoint's routes over `probe`.
+pub fn router<P: Probe>(probe: Arc<P>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::<P>))
+        .route("/healthz", get(healthz::<P>))
+        .route("/readyz", get(readyz::<P>))
+        .with_state(probe)
+}
+
+/// Serves [`router`] on `listener` until `stop` is cancelled.
+pub async fn serve<P: Probe>(listener: TcpListener, probe: Arc<P>, stop: CancellationToken) {
+    let serve = axum::serve(listener, router(probe))
+        .with_graceful_shutdown(async move { stop.cancelled().await });
+    if let Err(e) = serve.await {
+        tracing::error!(error = %e, "operations endpoint failed");
+    }
+}
+
+async fn metrics<P: Probe>(State(p): State<Arc<P>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        p.metrics(),
+    )
+}
+
+async fn healthz<P: Probe>(State(p): State<Arc<P>>) -> impl IntoResponse {
+    match p.live() {
+        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+async fn readyz<P: Probe>(State(p): State<Arc<P>>) -> impl IntoResponse {
+    let (ready, body) = p.ready().await;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    struct Stuck;
+
+    impl Probe for Stuck {
+        fn metrics(&self) -> String {
+            "up 1\n".into()
+        }
+        fn live(&self) -> Result<(), String> {
+            Err("stuck: the loop has not turned for 9s".into())
+        }
+        async fn ready(&self) -> (bool, serde_json::Value) {
+            (false, serde_json::json!({"postgres": "connection refused"}))
+        }
+    }
+
+    async fn get(path: &str) -> (StatusCode, String) {
+        let r = router(Arc::new(Stuck))
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn each_path_answers_from_the_probe() {
+        assert_eq!(get("/metrics").await, (StatusCode::OK, "up 1\n".into()));
+        let (status, body) = get("/healthz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("stuck"), "{body}");
+        let (status, body) = get("/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, r#"{"postgres":"connection refused"}"#);
+    }
+}
