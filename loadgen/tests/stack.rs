@@ -2,12 +2,10 @@
 //! in-process, the pipeline scraped, and the zero-loss audit passing — then catching a loss.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../relay/tests/common/mod.rs"]
-mod stack;
-
 use std::time::Duration;
 
 use clap::Parser;
+use test_support::pipeline as stack;
 
 /// The API on the world's database and a relay publishing its outbox, both in-process.
 async fn start_api_and_relay(world: &stack::World) -> (std::net::SocketAddr, std::net::SocketAddr) {
@@ -16,7 +14,13 @@ async fn start_api_and_relay(world: &stack::World) -> (std::net::SocketAddr, std
     let api = service::App::build(config).await.unwrap();
     let api_addr = api.addr();
     tokio::spawn(api.run_until_stopped());
-    let relay = relay::App::build(world.relay_config()).await.unwrap();
+    let relay = relay::App::build(relay::Config::for_tests(
+        &world.db_url,
+        &world.brokers,
+        &world.topic,
+    ))
+    .await
+    .unwrap();
     let relay_addr = relay.addr();
     tokio::spawn(relay.run_until_stopped());
     (api_addr, relay_addr)

@@ -4,9 +4,6 @@
 //! again afterwards, also when a test fails. The tests share the cluster, so they take turns.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../relay/tests/common/mod.rs"]
-mod common;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::{World, eventually, scrape};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use test_support::pipeline as common;
 use uuid::Uuid;
 
 static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -140,7 +138,13 @@ async fn killing_a_partition_leader_mid_stream_loses_nothing_and_duplicates_noth
         "replication factor 3: {layout:?}"
     );
 
-    let relay = relay::App::build(world.relay_config()).await.unwrap();
+    let relay = relay::App::build(relay::Config::for_tests(
+        &world.db_url,
+        &world.brokers,
+        &world.topic,
+    ))
+    .await
+    .unwrap();
     let (relay_addr, relay_stop) = (relay.addr(), relay.shutdown_token());
     let relay_task = tokio::spawn(relay.run_until_stopped());
     let (notifier_stop, notifier_task) = start_notifier(&world).await;
@@ -216,7 +220,7 @@ async fn with_two_nodes_down_writes_are_refused_and_rows_stay_pending_until_they
     let Some(world) = World::new(3).await else {
         return;
     };
-    let mut config = world.relay_config();
+    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     config.delivery_timeout = Duration::from_secs(5);
     let relay = relay::App::build(config).await.unwrap();
     let (relay_addr, relay_stop) = (relay.addr(), relay.shutdown_token());

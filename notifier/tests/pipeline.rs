@@ -1,14 +1,12 @@
 //! Notifier and relay → notifier behaviour against the real local stack.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../relay/tests/common/mod.rs"]
-mod common;
-
 use std::time::Duration;
 
 use common::{World, eventually, scrape};
 use contracts::EventEnvelope;
 use notifier::App;
+use test_support::pipeline as common;
 use test_support::{FaultProxy, url_addr};
 use uuid::Uuid;
 
@@ -65,7 +63,7 @@ async fn a_relay_crash_between_publish_and_mark_gives_two_messages_and_one_notif
         return;
     };
     let ids = world.insert_events(20).await;
-    let mut relay_config = world.relay_config();
+    let mut relay_config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
 
     // Relay A publishes, then "dies" before marking.
     let a = relay::App::build(relay_config.clone())
@@ -377,7 +375,13 @@ async fn end_to_end_relay_to_notification_with_lag_metrics() {
         return;
     };
     let ids = world.insert_events(500).await;
-    let r = relay::App::build(world.relay_config()).await.unwrap();
+    let r = relay::App::build(relay::Config::for_tests(
+        &world.db_url,
+        &world.brokers,
+        &world.topic,
+    ))
+    .await
+    .unwrap();
     let (raddr, rstop) = (r.addr(), r.shutdown_token());
     let rh = tokio::spawn(r.run_until_stopped());
     let n = start(config(&world)).await;

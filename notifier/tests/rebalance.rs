@@ -3,13 +3,11 @@
 //! member's session expires and lose nothing. Runs on either Kafka shape.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../relay/tests/common/mod.rs"]
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{World, eventually};
+use test_support::pipeline as common;
 
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,7 +54,13 @@ async fn a_killed_notifier_is_replaced_within_the_session_timeout_and_nothing_is
     let group = format!("{}-group", world.topic);
 
     // The relay publishes while events keep arriving: 12 × 500 events, one batch every 500 ms.
-    let relay = relay::App::build(world.relay_config()).await.unwrap();
+    let relay = relay::App::build(relay::Config::for_tests(
+        &world.db_url,
+        &world.brokers,
+        &world.topic,
+    ))
+    .await
+    .unwrap();
     let relay_stop = relay.shutdown_token();
     let relay_task = tokio::spawn(relay.run_until_stopped());
     let inserting = {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -218,18 +219,28 @@ impl Relay {
     /// The step loop: run steps back to back while full batches come, otherwise wait for a
     /// notification or the poll interval. Finishes the batch in hand when stopped.
     pub async fn run_steps(self: Arc<Self>, wake: Arc<Notify>, stop: CancellationToken) {
-        let mut error_backoff = Duration::from_millis(100);
+        // After a failed step: 100 ms, doubling up to 5 s, for as long as steps fail; a step
+        // that works starts the sequence over.
+        let fresh = || {
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_factor(2.0)
+                .with_max_delay(Duration::from_secs(5))
+                .without_max_times()
+                .build()
+        };
+        let mut errors = fresh();
         while !stop.is_cancelled() {
             self.heartbeat.beat();
             match self.relay_once().await {
                 Ok(Outcome::Relayed { claimed, .. })
                     if claimed as u32 >= self.settings.batch_size =>
                 {
-                    error_backoff = Duration::from_millis(100);
+                    errors = fresh();
                     continue;
                 }
                 Ok(_) => {
-                    error_backoff = Duration::from_millis(100);
+                    errors = fresh();
                     tokio::select! {
                         _ = wake.notified() => {}
                         _ = tokio::time::sleep(self.settings.poll_interval) => {
@@ -240,11 +251,11 @@ impl Relay {
                 }
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "relay step failed; backing off");
+                    let delay = errors.next().unwrap_or(Duration::from_secs(5));
                     tokio::select! {
-                        _ = tokio::time::sleep(error_backoff) => {}
+                        _ = tokio::time::sleep(delay) => {}
                         _ = stop.cancelled() => {}
                     }
-                    error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

@@ -1,14 +1,13 @@
 //! Relay behaviour against the real local stack: Postgres outbox + Kafka-compatible broker.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{World, eventually, scrape};
 use contracts::EventEnvelope;
 use relay::{App, Outcome};
+use test_support::pipeline as common;
 use test_support::{FaultProxy, url_addr};
 use uuid::Uuid;
 
@@ -42,7 +41,13 @@ async fn relay_once_publishes_the_envelope_and_marks_rows_sent() {
         return;
     };
     let ids = world.insert_events(3).await;
-    let app = App::build(world.relay_config()).await.unwrap();
+    let app = App::build(relay::Config::for_tests(
+        &world.db_url,
+        &world.brokers,
+        &world.topic,
+    ))
+    .await
+    .unwrap();
     let relay = app.relay();
 
     let outcome = relay.relay_once().await.unwrap();
@@ -86,7 +91,7 @@ async fn three_relays_publish_10k_events_each_exactly_once_while_alive() {
     let ids = world.insert_events(10_000).await;
     let mut relays = Vec::new();
     for n in 0..3 {
-        let mut config = world.relay_config();
+        let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
         config.relay_id = Some(format!("relay-{n}"));
         config.batch_size = 200;
         relays.push(start(config).await);
@@ -125,7 +130,7 @@ async fn chaos_failures_are_retried_until_everything_is_delivered() {
         return;
     };
     let ids = world.insert_events(2_000).await;
-    let mut config = world.relay_config();
+    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     config.chaos_failure_rate = 0.2;
     config.batch_size = 100;
     let (addr, stop, handle) = start(config).await;
@@ -186,7 +191,7 @@ async fn per_ticket_order_holds_under_chaos_with_three_relays() {
     }
     let mut relays = Vec::new();
     for n in 0..3 {
-        let mut config = world.relay_config();
+        let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
         config.relay_id = Some(format!("relay-{n}"));
         config.chaos_failure_rate = 0.2;
         config.batch_size = 100;
@@ -234,7 +239,7 @@ async fn a_database_gone_silent_fails_fast_and_the_relay_recovers() {
         return;
     };
     let proxy = FaultProxy::start(url_addr(&world.db_url)).await;
-    let mut config = world.relay_config();
+    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     config.database_url = Some(proxy.rewrite_url(&world.db_url));
     config.db_statement_timeout = Duration::from_secs(1); // the relay gives up after 6 s
     config.no_listen = true; // polling only: the LISTEN connection would hide nothing here
@@ -282,7 +287,7 @@ async fn a_failed_publish_goes_back_to_pending_with_backoff() {
         return;
     };
     world.insert_events(5).await;
-    let mut config = world.relay_config();
+    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     config.chaos_failure_rate = 1.0;
     config.retry_base = Duration::from_secs(30);
     config.retry_max = Duration::from_secs(60);
@@ -325,7 +330,7 @@ async fn reaper_returns_claims_of_a_dead_relay_and_they_are_published() {
         return;
     };
     let ids = world.insert_events(4).await;
-    let mut config = world.relay_config();
+    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     config.delivery_timeout = Duration::from_secs(2);
     // The claim timeout must exceed the delivery timeout by the mark margin (10 s).
     config.claim_timeout = Duration::from_secs(12);
@@ -371,7 +376,7 @@ async fn an_idle_relay_is_woken_by_notify_long_before_its_poll() {
     let Some(world) = World::new(1).await else {
         return;
     };
-    let mut config = world.relay_config();
+    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     config.poll_interval = Duration::from_secs(30);
     let (addr, stop, handle) = start(config).await;
     // Let the relay reach its idle wait (the first step finds nothing).
@@ -415,7 +420,7 @@ async fn retention_deletes_only_old_sent_rows() {
     .execute(&world.pool)
     .await
     .unwrap();
-    let mut config = world.relay_config();
+    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     config.retention = Duration::from_secs(3600);
     config.retention_batch = 4;
     let app = App::build(config).await.unwrap();
@@ -437,7 +442,7 @@ async fn metrics_and_readiness_report_the_backlog_and_the_broker() {
         .execute(&world.pool)
         .await
         .unwrap();
-    let mut config = world.relay_config();
+    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     config.chaos_failure_rate = 1.0; // keep the backlog in place
     config.retry_base = Duration::from_secs(60);
     config.retry_max = Duration::from_secs(60);
@@ -466,7 +471,7 @@ async fn readiness_fails_when_the_topic_does_not_exist() {
     let Some(world) = World::new(1).await else {
         return;
     };
-    let mut config = world.relay_config();
+    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     config.topic = format!("missing.{}", Uuid::new_v4().simple());
     let app = App::build(config).await.unwrap();
     let (addr, stop) = (app.addr(), app.shutdown_token());

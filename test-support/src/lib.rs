@@ -1,6 +1,10 @@
-//! Helpers the integration tests of every crate share (issue #12.3 moves the rest here).
+//! Helpers the integration tests of every crate share (issue #12.3): a fault-injecting TCP proxy,
+//! and the pipeline tests' private world (a fresh migrated database and topics per test on the
+//! local stack, topic reads and writes, wait-for helpers, metric scrapes).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod pipeline;
 pub mod proxy;
 
+pub use pipeline::{Read, World, create_topic, eventually, read_topic, scrape, stack};
 pub use proxy::{FaultProxy, url_addr};

@@ -9,15 +9,13 @@
 //! `eval "$(infra/local/stack env)" && cargo run --release -p benches --bin pipeline -- --events 100000 --out reports/<dir>`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../../relay/tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use common::World;
 use rdkafka::producer::{FutureRecord, Producer};
 use serde_json::json;
+use test_support::pipeline as common;
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

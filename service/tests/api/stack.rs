@@ -2,7 +2,7 @@
 //! TTLs, the shared L2 cache, degraded mode without Redis, readiness, timeouts and shutdown.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Shared helpers of the pipeline tests (relay and notifier crates). Each test gets its own
 //! database (migrated) and its own topics on the local stack's broker, so tests run in parallel
 //! without seeing each other's rows or messages.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,6 +15,9 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
+
+/// The schema every service shares (`migrations/`), as the API applies it.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// Postgres URL and Kafka brokers of the local stack, or `None` (test skipped) when it is not
 /// running. `make test` sets SERVICEDESK_REQUIRE_STACK=1 so that a missing stack fails instead.
@@ -64,10 +67,7 @@ impl World {
             .connect(&db_url)
             .await
             .unwrap();
-        service::store::MIGRATOR
-            .run(&pool)
-            .await
-            .expect("migrations apply");
+        MIGRATOR.run(&pool).await.expect("migrations apply");
         let topic = format!("test.events.{}", Uuid::new_v4().simple());
         let dlq = format!("{topic}.dlq");
         create_topic(&brokers, &topic, partitions).await;
@@ -79,10 +79,6 @@ impl World {
             topic,
             dlq,
         })
-    }
-
-    pub fn relay_config(&self) -> relay::Config {
-        relay::Config::for_tests(&self.db_url, &self.brokers, &self.topic)
     }
 
     /// Inserts `n` `ticket.created` outbox rows (as the service's create does); returns their

@@ -1,7 +1,7 @@
 //! API-5 limits that need their own configuration: per-user rate limit and header-read timeout.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

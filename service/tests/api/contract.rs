@@ -2,7 +2,7 @@
 //! from the local stack.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

@@ -1,7 +1,7 @@
 //! API-1: the committed OpenAPI document and the real router describe the same routes.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -3,7 +3,7 @@
 //! `attachments/<ticket>/` prefix is the test's own.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{
     TestApp, assert_error, eventually, new_user, postgres_config, s3_stack, stack, test_config,
