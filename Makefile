@@ -14,10 +14,12 @@ fmt:
 fmt-check:
 	cargo fmt --all -- --check
 
-## lint: clippy -D warnings everywhere; outside tests no function over 80 lines (clippy.toml)
+## lint: clippy -D warnings everywhere; outside tests no function over 80 lines (clippy.toml);
+## no module cycles inside a crate
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --workspace --lib --bins -- -D warnings -W clippy::too_many_lines
+	python3 infra/dev/module-cycles
 
 ## test: install/start the local stack (idempotent), run every test against it (single-node
 ## Kafka), the e2e check, then the failover tests on the 3-node Kafka cluster

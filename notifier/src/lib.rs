@@ -18,10 +18,6 @@ pub async fn run_cli() -> anyhow::Result<()> {
     ops::init_tracing("info,rdkafka=warn");
     let app = App::build(config).await?;
     tracing::info!(metrics = %app.addr(), "metrics endpoint listening");
-    let stop = app.shutdown_token();
-    tokio::spawn(async move {
-        ops::shutdown_signal().await;
-        stop.cancel();
-    });
+    ops::cancel_on_signal(app.shutdown_token());
     app.run_until_stopped().await
 }

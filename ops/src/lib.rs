@@ -14,5 +14,5 @@ pub mod server;
 pub use config::{KvParser, parse_kv, redact_url};
 pub use health::Heartbeat;
 pub use postgres::{SessionLimits, bounded, connect_options};
-pub use process::{init_tracing, shutdown_signal};
+pub use process::{cancel_on_signal, init_tracing, shutdown_signal};
 pub use server::Probe;

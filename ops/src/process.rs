@@ -36,3 +36,11 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
 }
+
+/// Cancels `stop` on SIGINT or SIGTERM: a binary's graceful shutdown.
+pub fn cancel_on_signal(stop: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop.cancel();
+    });
+}

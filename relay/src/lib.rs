@@ -25,11 +25,7 @@ pub async fn run_cli() -> anyhow::Result<()> {
         Command::Run => {
             let app = App::build(cli.config).await?;
             tracing::info!(metrics = %app.addr(), "metrics endpoint listening");
-            let stop = app.shutdown_token();
-            tokio::spawn(async move {
-                ops::shutdown_signal().await;
-                stop.cancel();
-            });
+            ops::cancel_on_signal(app.shutdown_token());
             app.run_until_stopped().await
         }
     }

@@ -79,11 +79,7 @@ pub async fn run_cli() -> anyhow::Result<()> {
                 tracing::warn!("DATABASE_URL is not set: storing tickets in memory (lost on exit)");
             }
             let app = App::build(config).await?;
-            let stop = app.shutdown_token();
-            tokio::spawn(async move {
-                ops::shutdown_signal().await;
-                stop.cancel();
-            });
+            ops::cancel_on_signal(app.shutdown_token());
             app.run_until_stopped().await
         }
     }
