@@ -91,16 +91,11 @@ impl App {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let App {
             notifier,
-            metrics,
             listener,
             stop,
             ..
         } = self;
-        let probe = Arc::new(Probe {
-            notifier: notifier.clone(),
-            metrics,
-        });
-        let http = tokio::spawn(ops::server::serve(listener, probe, stop.clone()));
+        let http = tokio::spawn(ops::server::serve(listener, notifier.clone(), stop.clone()));
         notifier.run(stop.clone()).await;
         stop.cancel();
         let _ = http.await;
@@ -110,12 +105,7 @@ impl App {
 }
 
 /// What `/metrics`, `/healthz` and `/readyz` report.
-struct Probe {
-    notifier: Arc<Notifier>,
-    metrics: Arc<Metrics>,
-}
-
-impl ops::Probe for Probe {
+impl ops::Probe for Notifier {
     fn metrics(&self) -> String {
         self.metrics.render()
     }
@@ -123,15 +113,14 @@ impl ops::Probe for Probe {
     /// Live while the consume loop turns (idle, busy or waiting out an outage): a loop stuck
     /// on anything fails this after `--stuck-after`, so the orchestrator restarts the process.
     fn live(&self) -> Result<(), String> {
-        let n = &self.notifier;
-        n.heartbeat.check(n.stuck_after, "consume loop")
+        self.heartbeat.check(self.stuck_after, "consume loop")
     }
 
     /// Ready when Postgres answers, the consumer holds at least one partition and is not
     /// waiting out a database failure (then `stalled` says why, since when and how many
     /// attempts).
     async fn ready(&self) -> (bool, serde_json::Value) {
-        let n = &self.notifier;
+        let n = self;
         let db = ops::bounded(n.db_timeout, sqlx::query("SELECT 1").execute(&n.pool))
             .await
             .map(|_| ())

@@ -101,7 +101,6 @@ impl App {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let App {
             relay,
-            metrics,
             listener,
             listen,
             stop,
@@ -115,11 +114,7 @@ impl App {
             tasks.spawn(relay.clone().run_listener(wake.clone(), stop.clone()));
         }
         tasks.spawn(relay.clone().run_maintenance(stop.clone()));
-        let probe = Arc::new(Probe {
-            relay: relay.clone(),
-            metrics,
-        });
-        tasks.spawn(ops::server::serve(listener, probe, stop.clone()));
+        tasks.spawn(ops::server::serve(listener, relay.clone(), stop.clone()));
         while tasks.join_next().await.is_some() {}
         relay.publisher().flush(Duration::from_secs(5));
         tracing::info!(relay = relay.id(), "relay stopped");
@@ -128,33 +123,22 @@ impl App {
 }
 
 /// What `/metrics`, `/healthz` and `/readyz` report.
-struct Probe {
-    relay: Arc<Relay>,
-    metrics: Arc<Metrics>,
-}
-
-impl ops::Probe for Probe {
+impl ops::Probe for Relay {
     fn metrics(&self) -> String {
-        self.metrics.render()
+        Relay::metrics(self).render()
     }
 
     /// Live while the step loop turns: a step that hangs (whatever it waits for) fails this
     /// after `--stuck-after`, so the orchestrator restarts the process.
     fn live(&self) -> Result<(), String> {
-        (self.relay.heartbeat()).check(self.relay.stuck_after(), "step loop")
+        self.heartbeat().check(self.stuck_after(), "step loop")
     }
 
     /// Ready when both Postgres and the broker answer (API-7's Kafka check lives here: the API
     /// itself stays up through a broker outage, that is what the outbox is for).
     async fn ready(&self) -> (bool, serde_json::Value) {
-        let db = self
-            .relay
-            .refresh_backlog()
-            .await
-            .map_err(|e| e.to_string());
-        let kafka = (self.relay.publisher())
-            .broker_ready(Duration::from_secs(2))
-            .await;
+        let db = self.refresh_backlog().await.map_err(|e| e.to_string());
+        let kafka = self.publisher().broker_ready(Duration::from_secs(2)).await;
         let body = serde_json::json!({
             "postgres": db.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str()),
             "kafka": kafka.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str()),

@@ -74,6 +74,10 @@ impl Relay {
     }
 
     /// Beaten on every turn of the step loop.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn heartbeat(&self) -> &ops::Heartbeat {
         &self.heartbeat
     }

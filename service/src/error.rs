@@ -34,6 +34,9 @@ pub enum AppError {
     RateLimited,
     #[error("{0}")]
     Unavailable(String),
+    /// The client reads the summary; the log gets the cause too.
+    #[error("object store unavailable ({0}); retry later")]
+    ObjectStoreUnavailable(String, #[source] crate::s3::Cause),
     #[error(
         "attachments are disabled: this instance has no object store (set S3_BUCKET, and S3_ENDPOINT for Garage or MinIO)"
     )]
@@ -87,7 +90,9 @@ impl AppError {
             AppError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::Unavailable(_) | AppError::ObjectStoreUnavailable(..) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             AppError::AttachmentsDisabled => {
                 (StatusCode::SERVICE_UNAVAILABLE, "attachments_disabled")
             }
@@ -105,6 +110,9 @@ impl IntoResponse for AppError {
                 tracing::error!(error = format!("{err:#}"), "request failed")
             }
             AppError::Unavailable(msg) => tracing::warn!(reason = %msg, "dependency unavailable"),
+            AppError::ObjectStoreUnavailable(summary, cause) => {
+                tracing::warn!(reason = %summary, cause = %cause, "object store unavailable");
+            }
             _ => {}
         }
         let mut response = status.into_response();
@@ -149,8 +157,8 @@ impl From<JsonRejection> for AppError {
 impl From<ObjectError> for AppError {
     fn from(err: ObjectError) -> Self {
         match err {
-            ObjectError::Unavailable(msg) => {
-                AppError::Unavailable(format!("object store unavailable ({msg}); retry later"))
+            ObjectError::Unavailable { summary, cause } => {
+                AppError::ObjectStoreUnavailable(summary, cause)
             }
             ObjectError::Other(err) => AppError::Internal(err.context("object store")),
         }

@@ -32,11 +32,22 @@ const PING_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     /// The store cannot be reached, timed out or answered 5xx; the request may be retried.
-    #[error("object store unavailable: {0}")]
-    Unavailable(String),
+    /// `summary` (operation and kind of failure) may be shown to clients; `cause` is for the log.
+    #[error("object store unavailable: {summary}")]
+    Unavailable {
+        summary: String,
+        #[source]
+        cause: Cause,
+    },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
+
+/// What went wrong underneath an unavailable store: the SDK's whole error, which may name
+/// addresses, so it goes to the log (as the error's source), never to a client.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Cause(pub String);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError<E> {
@@ -382,7 +393,10 @@ impl ObjectStore {
         let head = self.client.head_bucket().bucket(&self.bucket).send();
         match tokio::time::timeout(PING_TIMEOUT, head).await {
             Ok(result) => result.map(|_| ()).map_err(s3_error("head bucket")),
-            Err(_) => Err(ObjectError::Unavailable("head bucket timed out".into())),
+            Err(_) => Err(ObjectError::Unavailable {
+                summary: "head bucket timed out".into(),
+                cause: Cause(format!("no answer within {PING_TIMEOUT:?}")),
+            }),
         }
     }
 }
@@ -446,8 +460,12 @@ where
         };
         let detail = aws_sdk_s3::error::DisplayErrorContext(&err);
         if transient {
-            tracing::warn!(op, error = %detail, "object store call failed");
-            ObjectError::Unavailable(format!("{op}: {summary}"))
+            // Logged once, by whoever handles it (issue #12.5: it was logged here and again
+            // by the request that failed).
+            ObjectError::Unavailable {
+                summary: format!("{op}: {summary}"),
+                cause: Cause(detail.to_string()),
+            }
         } else {
             ObjectError::Other(anyhow::anyhow!("{op}: {summary}: {detail}"))
         }

@@ -108,10 +108,15 @@ exec "$@""#;
             argv.first().map_or("?", String::as_str)
         );
     }
+    // Until the wrapper has exec'd the command: before that the pid is bash's, and a check of
+    // the pid's command line would take the starting server for a dead one.
     wait_for("pid file", 10, log, || {
-        Ok(std::fs::metadata(pidfile).is_ok_and(|m| m.len() > 0))
+        Ok(read_pid(pidfile).is_some_and(|pid| !alive(pid) || !cmdline(pid).contains(EXEC_MARK)))
     })
 }
+
+/// A word of the wrapper's script, in its command line until the exec.
+const EXEC_MARK: &str = "echo $$";
 
 /// The pid recorded in `pidfile`.
 pub fn read_pid(pidfile: &Path) -> Option<i32> {

@@ -297,7 +297,7 @@ fn upload_error(err: UploadError<MultipartError>, limit: u64) -> Failed {
             };
             (outcome, err)
         }
-        UploadError::Store(err @ ObjectError::Unavailable(_)) => {
+        UploadError::Store(err @ ObjectError::Unavailable { .. }) => {
             (Outcome::StoreUnavailable, err.into())
         }
         UploadError::Store(err) => (Outcome::StoreError, err.into()),

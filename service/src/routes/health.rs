@@ -63,7 +63,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if let Some(objects) = &state.objects {
         let s3 = match objects.ping().await {
             Ok(()) => "ok".to_owned(),
-            Err(e) => format!("error: {e}"),
+            Err(e) => {
+                // The body gets what a client may read (the summary); the log the cause too.
+                let body = format!("error: {e}");
+                tracing::warn!(
+                    error = format!("{:#}", anyhow::Error::from(e)),
+                    "readiness: object store"
+                );
+                body
+            }
         };
         if s3 != "ok" {
             failed.push("s3");
