@@ -3,10 +3,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -33,18 +31,9 @@ impl App {
             kafka_options = ?config.kafka_options.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             "notifier starting"
         );
-        let pool = PgPoolOptions::new()
-            .max_connections(config.db_max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
-            // No ping before each use: every operation is bounded client-side instead, and a
-            // dead connection fails one attempt, which is retried.
-            .test_before_acquire(false)
-            .connect_with(
-                ops::connect_options(&config.database_url, config.session_limits())
-                    .context("parsing DATABASE_URL")?,
-            )
-            .await
-            .context("connecting to Postgres (DATABASE_URL)")?;
+        let limits = config.session_limits();
+        let max = config.db_max_connections.max(1);
+        let pool = ops::postgres::worker_pool(&config.database_url, max, limits).await?;
         let metrics = Arc::new(Metrics::new());
         let notifier = Arc::new(Notifier {
             consumer: consumer::consumer(&config, metrics.clone())?,
@@ -107,7 +96,7 @@ impl App {
 /// What `/metrics`, `/healthz` and `/readyz` report.
 impl ops::Probe for Notifier {
     fn metrics(&self) -> String {
-        self.metrics.render()
+        self.metrics.registry.render()
     }
 
     /// Live while the consume loop turns (idle, busy or waiting out an outage): a loop stuck

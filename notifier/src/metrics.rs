@@ -9,7 +9,8 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 pub struct Metrics {
-    registry: ops::metrics::Registry,
+    /// Every metric above; `/metrics` renders it.
+    pub registry: ops::metrics::Registry,
     pub processed: IntCounter,
     pub duplicates: IntCounter,
     /// Messages sent to the DLQ, by reason (`undecodable`, `rejected`, `database`).
@@ -80,10 +81,6 @@ impl Metrics {
             ),
             registry: r,
         }
-    }
-
-    pub fn render(&self) -> String {
-        self.registry.render()
     }
 }
 

@@ -45,6 +45,25 @@ pub fn connect_options(url: &str, limits: SessionLimits) -> Result<PgConnectOpti
     ]))
 }
 
+/// A worker's pool (relay, notifier): sessions with `limits`, 5 s to get a connection, and no
+/// ping before each use (a round trip per statement): every operation is bounded client-side
+/// instead, and a dead connection fails one step, which is retried.
+pub async fn worker_pool(
+    url: &str,
+    max_connections: u32,
+    limits: SessionLimits,
+) -> anyhow::Result<sqlx::PgPool> {
+    use anyhow::Context;
+    let options = connect_options(url, limits).context("parsing DATABASE_URL")?;
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .context("connecting to Postgres (DATABASE_URL)")
+}
+
 /// `op`, or an I/O "timed out" error once `limit` has passed: a connection whose server
 /// vanished fails the operation instead of hanging it. (The error is `sqlx::Error::Io`, which
 /// callers already treat as "the database is unavailable, the outcome of a write unknown".)

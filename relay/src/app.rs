@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -36,18 +35,9 @@ impl App {
             kafka_options = ?config.kafka_options.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             "relay starting"
         );
-        let pool = PgPoolOptions::new()
-            .max_connections(config.db_max_connections.max(3))
-            .acquire_timeout(Duration::from_secs(5))
-            // No ping before each use (a round trip per statement): every operation is bounded
-            // client-side instead, and a dead connection fails one step, which is retried.
-            .test_before_acquire(false)
-            .connect_with(
-                ops::connect_options(config.database_url(), config.session_limits())
-                    .context("parsing DATABASE_URL")?,
-            )
-            .await
-            .context("connecting to Postgres (DATABASE_URL)")?;
+        let limits = config.session_limits();
+        let max = config.db_max_connections.max(3);
+        let pool = ops::postgres::worker_pool(config.database_url(), max, limits).await?;
         let producer = publish::producer(&config)?;
         let publisher = Publisher::new(producer, config.topic.clone(), config.chaos_failure_rate);
         let metrics = Arc::new(Metrics::new());
@@ -125,7 +115,7 @@ impl App {
 /// What `/metrics`, `/healthz` and `/readyz` report.
 impl ops::Probe for Relay {
     fn metrics(&self) -> String {
-        Relay::metrics(self).render()
+        Relay::metrics(self).registry.render()
     }
 
     /// Live while the step loop turns: a step that hangs (whatever it waits for) fails this

@@ -10,7 +10,8 @@ const LAG_BUCKETS: &[f64] = &[
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
 
 pub struct Metrics {
-    registry: ops::metrics::Registry,
+    /// Every metric above; `/metrics` renders it.
+    pub registry: ops::metrics::Registry,
     /// Age of the oldest unsent outbox row (0 when drained). Refreshed every second.
     pub outbox_lag_seconds: Gauge,
     pub outbox_pending: IntGauge,
@@ -78,11 +79,6 @@ impl Metrics {
             ),
             registry: r,
         }
-    }
-
-    /// Prometheus text format.
-    pub fn render(&self) -> String {
-        self.registry.render()
     }
 }
 

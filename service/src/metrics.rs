@@ -9,7 +9,8 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 pub struct Metrics {
-    registry: ops::metrics::Registry,
+    /// Every metric above; `/metrics` renders it.
+    pub registry: ops::metrics::Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub http_in_flight: IntGauge,
@@ -97,11 +98,6 @@ impl Metrics {
             ),
             registry: r,
         }
-    }
-
-    /// The text exposition format.
-    pub fn render(&self) -> String {
-        self.registry.render()
     }
 }
 
