@@ -91,7 +91,11 @@ fn run(command: Cmd) -> anyhow::Result<ExitCode> {
             kafka.up()?;
             Garage(&s).up()?;
             proc::log("stack is up");
-            eprint!("{}", status(&s).0);
+            let (text, all_up) = status(&s);
+            eprint!("{text}");
+            if !all_up {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Cmd::Down => {
             Garage(&s).down();
