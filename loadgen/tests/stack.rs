@@ -14,13 +14,8 @@ async fn start_api_and_relay(world: &stack::World) -> (std::net::SocketAddr, std
     let api = service::App::build(config).await.unwrap();
     let api_addr = api.addr();
     tokio::spawn(api.run_until_stopped());
-    let relay = relay::App::build(relay::Config::for_tests(
-        &world.db_url,
-        &world.brokers,
-        &world.topic,
-    ))
-    .await
-    .unwrap();
+    let config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let relay = relay::App::build(config).await.unwrap();
     let relay_addr = relay.addr();
     tokio::spawn(relay.run_until_stopped());
     (api_addr, relay_addr)

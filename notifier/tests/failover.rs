@@ -138,13 +138,9 @@ async fn killing_a_partition_leader_mid_stream_loses_nothing_and_duplicates_noth
         "replication factor 3: {layout:?}"
     );
 
-    let relay = relay::App::build(relay::Config::for_tests(
-        &world.db_url,
-        &world.brokers,
-        &world.topic,
-    ))
-    .await
-    .unwrap();
+    let config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+
+    let relay = relay::App::build(config).await.unwrap();
     let (relay_addr, relay_stop) = (relay.addr(), relay.shutdown_token());
     let relay_task = tokio::spawn(relay.run_until_stopped());
     let (notifier_stop, notifier_task) = start_notifier(&world).await;

@@ -375,13 +375,8 @@ async fn end_to_end_relay_to_notification_with_lag_metrics() {
         return;
     };
     let ids = world.insert_events(500).await;
-    let r = relay::App::build(relay::Config::for_tests(
-        &world.db_url,
-        &world.brokers,
-        &world.topic,
-    ))
-    .await
-    .unwrap();
+    let relay_config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let r = relay::App::build(relay_config).await.unwrap();
     let (raddr, rstop) = (r.addr(), r.shutdown_token());
     let rh = tokio::spawn(r.run_until_stopped());
     let n = start(config(&world)).await;
