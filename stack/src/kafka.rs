@@ -238,8 +238,11 @@ impl Kafka<'_> {
         Ok(())
     }
 
+    /// Right after our own start the pid file is ours; whether its process still lives is
+    /// the question (the command-line check of `pid` is for pid files found on disk).
     fn listening(&self, shape: u8, n: u8) -> anyhow::Result<bool> {
-        if self.pid(shape, n).is_none() {
+        let started = proc::read_pid(&self.dir(shape, n).join("kafka.pid"));
+        if !started.is_some_and(proc::alive) {
             bail!(
                 "Kafka node {n} exited; see {}/logs",
                 self.dir(shape, n).display()

@@ -111,7 +111,11 @@ exec "$@""#;
     // Until the wrapper has exec'd the command: before that the pid is bash's, and a check of
     // the pid's command line would take the starting server for a dead one.
     wait_for("pid file", 10, log, || {
-        Ok(read_pid(pidfile).is_some_and(|pid| !alive(pid) || !cmdline(pid).contains(EXEC_MARK)))
+        // An empty command line is a process in the middle of its exec: keep waiting.
+        Ok(read_pid(pidfile).is_some_and(|pid| {
+            let cmd = cmdline(pid);
+            !alive(pid) || (!cmd.is_empty() && !cmd.contains(EXEC_MARK))
+        }))
     })
 }
 
