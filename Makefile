@@ -3,7 +3,8 @@ STACK := infra/local/stack
 # Tests that need the stack fail (instead of skipping) when it is missing.
 TEST_ENV := eval "$$($(STACK) env)" && export SERVICEDESK_REQUIRE_STACK=1 &&
 
-.PHONY: check fmt fmt-check lint test test-cluster e2e stack-up stack-down stack-status migrate run run-stack
+.PHONY: check fmt fmt-check lint test test-cluster e2e bench bench-gate bench-baseline bench-compare \
+	stack-up stack-down stack-status migrate run run-stack
 
 ## check: formatting, clippy -D warnings, then all tests on the local stack
 check: fmt-check lint test
@@ -34,6 +35,22 @@ test-cluster:
 	STACK_KAFKA_NODES=3 $(STACK) up
 	export STACK_KAFKA_NODES=3 && $(TEST_ENV) export SERVICEDESK_REQUIRE_CLUSTER=1 && \
 	  cargo test --workspace --test failover -- --test-threads 1 --nocapture
+
+## bench: the criterion suite of the hot paths (time and throughput per call)
+bench:
+	cargo bench -p benches --bench hot_paths
+
+## bench-gate: instruction counts of the hot paths (callgrind) against benches/baseline.json;
+## fails when one grew by more than 1 %. bench-baseline: accept this build's counts (commit them).
+bench-gate:
+	infra/dev/bench-gate
+
+bench-baseline:
+	infra/dev/bench-gate --update
+
+## bench-compare: a short embedded loadgen run compared with the committed one (informational)
+bench-compare:
+	infra/dev/bench-compare
 
 ## e2e: service + relay + notifier on the local stack, one ticket through the whole pipeline
 e2e:

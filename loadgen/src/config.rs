@@ -80,6 +80,11 @@ pub struct RunArgs {
     #[arg(long, env = "LOADGEN_TARGET")]
     pub target: Option<String>,
 
+    /// Always start the embedded service, even when something answers at the default URL (a
+    /// reproducible run whatever else the machine runs).
+    #[arg(long, env = "LOADGEN_EMBEDDED", conflicts_with = "target")]
+    pub embedded: bool,
+
     /// Request mix in percent: create, get, list, close.
     #[arg(
         long,

@@ -16,10 +16,16 @@ pub fn user_prefix() -> String {
     format!("lg-{}", id.get(..12).unwrap_or("run"))
 }
 
-/// Where the load goes: the given target, or an answering default, or an embedded service.
+/// Where the load goes: the given target, or (unless `--embedded`) an answering default, or an
+/// embedded service.
 pub async fn resolve_target(args: &RunArgs) -> anyhow::Result<(String, bool)> {
     if let Some(t) = &args.target {
         return Ok((t.trim_end_matches('/').to_string(), false));
+    }
+    if args.embedded {
+        let addr = start_embedded()?;
+        eprintln!("loadgen: started the embedded service (memory mode) at http://{addr}");
+        return Ok((format!("http://{addr}"), true));
     }
     let answering = tokio::time::timeout(
         Duration::from_millis(500),

@@ -3,7 +3,8 @@
 //! publish and mark, consumer restart before its commit) never makes a second notification.
 
 use contracts::EventEnvelope;
-use sqlx::PgPool;
+use sqlx::postgres::PgArguments;
+use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 /// Why a message could not be handled, split by what the consumer does about it: a permanent
@@ -89,43 +90,48 @@ pub fn notification_for(event: &EventEnvelope) -> Result<NewNotification, Handle
     })
 }
 
-/// Records a batch of events; returns the event ids that were new (the rest were duplicates).
-/// One statement: the dedup insert and the notifications insert commit together or not at all.
-pub async fn record(pool: &PgPool, batch: &[NewNotification]) -> Result<Vec<Uuid>, HandleError> {
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
-    // A batch may hold the same event twice (redelivery); one row per event_id goes in.
+/// The statement that records a batch: the dedup insert and the notifications insert commit
+/// together or not at all; it returns the event ids that were new.
+const RECORD: &str = "WITH input AS (
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[])
+             AS t(event_id, event_type, ticket_id, recipient, payload)
+     ), fresh AS (
+         INSERT INTO processed_events (event_id, event_type)
+         SELECT event_id, event_type FROM input
+         ON CONFLICT (event_id) DO NOTHING
+         RETURNING event_id
+     )
+     INSERT INTO notifications (event_id, ticket_id, recipient, kind, payload)
+     SELECT i.event_id, i.ticket_id, i.recipient, i.event_type, i.payload
+     FROM input i JOIN fresh f ON f.event_id = i.event_id
+     RETURNING event_id";
+
+/// [`RECORD`] with a batch bound as its column arrays, one row per event id (a batch may hold the
+/// same event twice: a redelivery).
+pub fn record_statement(
+    batch: &[NewNotification],
+) -> sqlx::query::QueryScalar<'_, Postgres, Uuid, PgArguments> {
     let mut seen = std::collections::HashSet::with_capacity(batch.len());
     let unique: Vec<&NewNotification> = batch.iter().filter(|n| seen.insert(n.event_id)).collect();
     let ids: Vec<Uuid> = unique.iter().map(|n| n.event_id).collect();
     let types: Vec<&str> = unique.iter().map(|n| n.event_type.as_str()).collect();
     let tickets: Vec<Uuid> = unique.iter().map(|n| n.ticket_id).collect();
     let recipients: Vec<&str> = unique.iter().map(|n| n.recipient.as_str()).collect();
-    let payloads: Vec<serde_json::Value> = unique.iter().map(|n| n.payload.clone()).collect();
-    let fresh: Vec<Uuid> = sqlx::query_scalar(
-        "WITH input AS (
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[])
-                 AS t(event_id, event_type, ticket_id, recipient, payload)
-         ), fresh AS (
-             INSERT INTO processed_events (event_id, event_type)
-             SELECT event_id, event_type FROM input
-             ON CONFLICT (event_id) DO NOTHING
-             RETURNING event_id
-         )
-         INSERT INTO notifications (event_id, ticket_id, recipient, kind, payload)
-         SELECT i.event_id, i.ticket_id, i.recipient, i.event_type, i.payload
-         FROM input i JOIN fresh f ON f.event_id = i.event_id
-         RETURNING event_id",
-    )
-    .bind(&ids)
-    .bind(&types)
-    .bind(&tickets)
-    .bind(&recipients)
-    .bind(&payloads)
-    .fetch_all(pool)
-    .await?;
-    Ok(fresh)
+    let payloads: Vec<&serde_json::Value> = unique.iter().map(|n| &n.payload).collect();
+    sqlx::query_scalar(RECORD)
+        .bind(ids)
+        .bind(types)
+        .bind(tickets)
+        .bind(recipients)
+        .bind(payloads)
+}
+
+/// Records a batch of events; returns the event ids that were new (the rest were duplicates).
+pub async fn record(pool: &PgPool, batch: &[NewNotification]) -> Result<Vec<Uuid>, HandleError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(record_statement(batch).fetch_all(pool).await?)
 }
 
 #[cfg(test)]

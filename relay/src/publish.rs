@@ -78,6 +78,53 @@ pub fn envelope(row: &OutboxRow) -> EventEnvelope {
     }
 }
 
+/// A claimed row as the Kafka message it becomes: keyed by ticket (one partition per ticket keeps
+/// its events in order), the JSON envelope as value, event id, type and request id as headers.
+pub struct Outgoing<'r> {
+    row: &'r OutboxRow,
+    key: String,
+    value: Vec<u8>,
+    event_id: String,
+}
+
+impl<'r> Outgoing<'r> {
+    pub fn of(row: &'r OutboxRow) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            row,
+            key: row.aggregate_id.to_string(),
+            value: serde_json::to_vec(&envelope(row))?,
+            event_id: row.event_id.to_string(),
+        })
+    }
+
+    /// The record for `topic`, borrowing this message's bytes.
+    pub fn record<'a>(&'a self, topic: &'a str) -> FutureRecord<'a, String, Vec<u8>> {
+        let request_id = self
+            .row
+            .headers
+            .get("request_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header {
+                key: header::EVENT_ID,
+                value: Some(self.event_id.as_str()),
+            })
+            .insert(Header {
+                key: header::EVENT_TYPE,
+                value: Some(self.row.event_type.as_str()),
+            })
+            .insert(Header {
+                key: header::REQUEST_ID,
+                value: Some(request_id),
+            });
+        FutureRecord::to(topic)
+            .key(&self.key)
+            .payload(&self.value)
+            .headers(headers)
+    }
+}
+
 pub struct Publisher {
     producer: FutureProducer,
     topic: String,
@@ -107,37 +154,14 @@ impl Publisher {
                 result.failed.push((row.id, Failure::Chaos));
                 continue;
             }
-            let value = match serde_json::to_vec(&envelope(row)) {
-                Ok(v) => v,
+            let message = match Outgoing::of(row) {
+                Ok(m) => m,
                 Err(e) => {
                     result.failed.push((row.id, Failure::Broker(e.to_string())));
                     continue;
                 }
             };
-            let key = row.aggregate_id.to_string();
-            let event_id = row.event_id.to_string();
-            let request_id = row
-                .headers
-                .get("request_id")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            let headers = OwnedHeaders::new_with_capacity(3)
-                .insert(Header {
-                    key: header::EVENT_ID,
-                    value: Some(event_id.as_str()),
-                })
-                .insert(Header {
-                    key: header::EVENT_TYPE,
-                    value: Some(row.event_type.as_str()),
-                })
-                .insert(Header {
-                    key: header::REQUEST_ID,
-                    value: Some(request_id),
-                });
-            let record = FutureRecord::to(&self.topic)
-                .key(&key)
-                .payload(&value)
-                .headers(headers);
+            let record = message.record(&self.topic);
             match self.producer.send_result(record) {
                 Ok(delivery) => pending.push((row.id, delivery)),
                 Err((e, _)) => result.failed.push((row.id, Failure::Broker(e.to_string()))),

@@ -64,17 +64,14 @@ fn state(
     objects: Option<Arc<ObjectStore>>,
     metrics: Arc<Metrics>,
 ) -> AppState {
-    let limits = crate::cache::ListCacheLimits {
-        l1_ttl: config.list_cache_l1_ttl,
-        l1_users: config.list_cache_l1_capacity,
-        l1_max_bytes: config.list_cache_l1_max_bytes,
-        max_entry_bytes: config.list_cache_max_entry_bytes,
-        l2_ttl: config.list_cache_ttl,
-    };
     AppState {
         objects,
         attachments: config.attachments.clone(),
-        lists: Arc::new(ListCache::new(limits, redis.clone(), metrics.clone())),
+        lists: Arc::new(ListCache::new(
+            config.list_cache_limits(),
+            redis.clone(),
+            metrics.clone(),
+        )),
         idempotency: Arc::new(IdempotencyCache::new(
             redis.clone(),
             config.idempotency_ttl,
@@ -202,6 +199,15 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The full router over a memory store, with no Redis, S3 or listener, and its state: what the
+/// benches drive with `tower::ServiceExt::oneshot` (the request path without the network).
+pub fn memory_router(config: &Config) -> (Router, AppState) {
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(MemoryStore::with_capacity(config.memory_max_tickets));
+    let state = state(config, store, None, None, metrics);
+    (router(state.clone(), config), state)
 }
 
 /// The full router with every middleware, in the order a request meets them.

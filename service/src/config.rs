@@ -299,6 +299,17 @@ impl Config {
         Ok(())
     }
 
+    /// The list cache's sizes and lifetimes.
+    pub fn list_cache_limits(&self) -> crate::cache::ListCacheLimits {
+        crate::cache::ListCacheLimits {
+            l1_ttl: self.list_cache_l1_ttl,
+            l1_users: self.list_cache_l1_capacity,
+            l1_max_bytes: self.list_cache_l1_max_bytes,
+            max_entry_bytes: self.list_cache_max_entry_bytes,
+            l2_ttl: self.list_cache_ttl,
+        }
+    }
+
     /// A configuration for tests and embedding: memory mode on a free port, whatever the
     /// environment says.
     pub fn for_tests() -> Self {

@@ -21,6 +21,8 @@ const APT_PACKAGES: &[&str] = &[
     "curl",
     "openjdk-17-jre-headless",
     "maven",
+    // The instruction-count gate of the benches (issue #14).
+    "valgrind",
 ];
 
 pub fn all(s: &Settings) -> anyhow::Result<()> {
