@@ -3,7 +3,8 @@
 //! its own router.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -23,13 +24,29 @@ pub trait Probe: Send + Sync + 'static {
     fn ready(&self) -> impl Future<Output = (bool, serde_json::Value)> + Send;
 }
 
+/// How long `/metrics` reuses a readiness check: scraped every second, the check (a database
+/// query, a broker round trip) runs at most every few seconds.
+const READY_TTL: Duration = Duration::from_secs(3);
+/// A check slower than this counts as not ready in `/metrics` (the scrape must not time out).
+const READY_IN_SCRAPE: Duration = Duration::from_millis(700);
+
+struct Endpoint<P> {
+    probe: Arc<P>,
+    /// The last readiness `/metrics` saw, and when.
+    ready: Mutex<Option<(Instant, bool)>>,
+}
+
 /// The endpoint's routes over `probe`.
 pub fn router<P: Probe>(probe: Arc<P>) -> Router {
+    let endpoint = Arc::new(Endpoint {
+        probe,
+        ready: Mutex::new(None),
+    });
     Router::new()
         .route("/metrics", get(metrics::<P>))
         .route("/healthz", get(healthz::<P>))
         .route("/readyz", get(readyz::<P>))
-        .with_state(probe)
+        .with_state(endpoint)
 }
 
 /// Serves [`router`] on `listener` until `stop` is cancelled.
@@ -41,22 +58,46 @@ pub async fn serve<P: Probe>(listener: TcpListener, probe: Arc<P>, stop: Cancell
     }
 }
 
-async fn metrics<P: Probe>(State(p): State<Arc<P>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        p.metrics(),
-    )
+/// The probe's metrics and `process_ready` (what `/readyz` answers, as 1 or 0), so an alert can
+/// see a worker that runs but cannot work.
+async fn metrics<P: Probe>(State(e): State<Arc<Endpoint<P>>>) -> impl IntoResponse {
+    let cached = e
+        .ready
+        .lock()
+        .ok()
+        .and_then(|c| *c)
+        .filter(|(at, _)| at.elapsed() < READY_TTL);
+    let ready = match cached {
+        Some((_, ready)) => ready,
+        None => {
+            let ready = tokio::time::timeout(READY_IN_SCRAPE, e.probe.ready())
+                .await
+                .is_ok_and(|(ready, _)| ready);
+            if let Ok(mut c) = e.ready.lock() {
+                *c = Some((Instant::now(), ready));
+            }
+            ready
+        }
+    };
+    let mut page = e.probe.metrics();
+    page.push_str(&format!(
+        "# HELP process_ready 1 when every dependency answers (what /readyz says), else 0\n\
+         # TYPE process_ready gauge\nprocess_ready {}\n",
+        u8::from(ready)
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page)
 }
 
-async fn healthz<P: Probe>(State(p): State<Arc<P>>) -> impl IntoResponse {
+async fn healthz<P: Probe>(State(e): State<Arc<Endpoint<P>>>) -> impl IntoResponse {
+    let p = &e.probe;
     match p.live() {
         Ok(()) => (StatusCode::OK, "ok\n".to_string()),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }
 
-async fn readyz<P: Probe>(State(p): State<Arc<P>>) -> impl IntoResponse {
-    let (ready, body) = p.ready().await;
+async fn readyz<P: Probe>(State(e): State<Arc<Endpoint<P>>>) -> impl IntoResponse {
+    let (ready, body) = e.probe.ready().await;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -99,7 +140,10 @@ mod tests {
 
     #[tokio::test]
     async fn each_path_answers_from_the_probe() {
-        assert_eq!(get("/metrics").await, (StatusCode::OK, "up 1\n".into()));
+        let (status, body) = get("/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("up 1\n"), "{body}");
+        assert!(body.ends_with("\nprocess_ready 0\n"), "{body}");
         let (status, body) = get("/healthz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("stuck"), "{body}");

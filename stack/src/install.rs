@@ -23,6 +23,12 @@ const APT_PACKAGES: &[&str] = &[
     "maven",
     // The instruction-count gate of the benches (issue #14).
     "valgrind",
+    // Observability (issue #13): Prometheus with promtool, the exporters, and the headless
+    // browser that renders the reports' screenshots.
+    "prometheus",
+    "prometheus-postgres-exporter",
+    "prometheus-redis-exporter",
+    "chromium",
 ];
 
 pub fn all(s: &Settings) -> anyhow::Result<()> {
@@ -58,7 +64,14 @@ fn packages() -> anyhow::Result<()> {
             .args(&missing),
     )?;
     // Debian's packages start their own system services; ours are private, stop theirs.
-    for service in ["postgresql", "redis-server"] {
+    for service in [
+        "postgresql",
+        "redis-server",
+        "prometheus",
+        "prometheus-postgres-exporter",
+        "prometheus-redis-exporter",
+        "prometheus-node-exporter",
+    ] {
         proc::succeeds(Command::new("service").args([service, "stop"]));
     }
     Ok(())

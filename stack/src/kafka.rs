@@ -6,7 +6,8 @@
 //! - 3 nodes (`STACK_KAFKA_NODES=3`): a controller quorum of 3, topics with RF 3 and
 //!   `min.insync.replicas=2`, for failover drills (`kafka-stop`/`kafka-kill`/`kafka-start N`).
 //!
-//! Node n listens on `kafka_port + n - 1` (clients) and `kafka_port + 10 + n - 1` (controller);
+//! Node n listens on `kafka_port + n - 1` (clients), `kafka_port + 10 + n - 1` (controller) and
+//! `kafka_port + 20 + n - 1` (its JMX metrics for Prometheus);
 //! `node.id = n`. Those ports sit below Linux's ephemeral range (32768–60999), where a node
 //! restarted under load could find its port held by a client socket.
 
@@ -25,6 +26,9 @@ use crate::settings::{
 };
 
 pub struct Kafka<'a>(pub &'a Settings);
+
+/// The Prometheus JMX exporter agent (its version is the pom's `jmx-exporter.version`).
+const JMX_AGENT: &str = "jmx_prometheus_javaagent-1.0.1.jar";
 
 /// How a node is stopped: SIGTERM (a controlled shutdown hands leadership over; SIGKILL after
 /// 30 s), or SIGKILL at once, as a crash would.
@@ -104,6 +108,13 @@ impl Kafka<'_> {
         if !jar.is_file() {
             bail!("Maven did not bring kafka_2.13-{KAFKA_VERSION}.jar");
         }
+        // The JMX exporter is a -javaagent, not a library: off the class path.
+        let agent = tmp.join("lib").join(JMX_AGENT);
+        if !agent.is_file() {
+            bail!("Maven did not bring {JMX_AGENT}");
+        }
+        std::fs::create_dir_all(tmp.join("agent"))?;
+        std::fs::rename(&agent, tmp.join("agent").join(JMX_AGENT))?;
         std::fs::write(tmp.join(".complete"), "")?;
         let _ = std::fs::remove_dir_all(&lib);
         std::fs::rename(&tmp, &lib)?;
@@ -131,6 +142,11 @@ impl Kafka<'_> {
 
     fn controller_port(&self, n: u8) -> u16 {
         self.0.kafka_port + 10 + u16::from(n) - 1
+    }
+
+    /// Node n's JMX exporter (Prometheus metrics): `kafka_port + 20 + n - 1`.
+    pub fn metrics_port(&self, n: u8) -> u16 {
+        self.0.kafka_port + 20 + u16::from(n) - 1
     }
 
     pub fn brokers(&self, shape: u8) -> String {
@@ -166,6 +182,7 @@ impl Kafka<'_> {
     fn server_argv(&self, shape: u8, n: u8) -> anyhow::Result<Vec<String>> {
         let dir = self.dir(shape, n);
         let heap = &self.0.kafka_heap;
+        let lib = self.lib()?;
         Ok(vec![
             "java".into(),
             format!("-Xms{heap}"),
@@ -177,8 +194,14 @@ impl Kafka<'_> {
             "-Djava.awt.headless=true".into(),
             format!("-Dkafka.logs.dir={}", dir.join("logs").display()),
             format!("-Dlog4j2.configurationFile={}", self.log4j().display()),
+            format!(
+                "-javaagent:{}=127.0.0.1:{}:{}",
+                lib.join("agent").join(JMX_AGENT).display(),
+                self.metrics_port(n),
+                self.0.root.join("infra/local/kafka/jmx-exporter.yml").display()
+            ),
             "-cp".into(),
-            format!("{}/lib/*", self.lib()?.display()),
+            format!("{}/lib/*", lib.display()),
             "kafka.Kafka".into(),
             dir.join("server.properties").display().to_string(),
         ])
@@ -192,7 +215,7 @@ impl Kafka<'_> {
             ));
             return Ok(());
         }
-        for p in [port, self.controller_port(n)] {
+        for p in [port, self.controller_port(n), self.metrics_port(n)] {
             proc::port_free(p, "STACK_KAFKA_PORT")?;
         }
         std::fs::create_dir_all(dir.join("data"))?;

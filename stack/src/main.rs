@@ -1,5 +1,5 @@
 //! `infra/local/stack`: the local stack without Docker (issue #12.8: it outgrew bash). Private
-//! PostgreSQL, Redis, Apache Kafka (KRaft) and Garage (S3) on 127.0.0.1, data under
+//! PostgreSQL, Redis, Apache Kafka (KRaft), Garage (S3) and Prometheus on 127.0.0.1, data under
 //! `<repo>/.stack` (git-ignored); what is missing on Debian 12 is installed: Debian packages,
 //! Kafka's jars from Maven Central (once, cached), Garage built once into ~/.cargo/bin.
 //!
@@ -10,13 +10,19 @@
 //!
 //! Ports (override with env): `STACK_PG_PORT=55432 STACK_REDIS_PORT=56379
 //! STACK_KAFKA_PORT=19092` (node n: clients on +n-1, controller on +10+n-1)
-//! `STACK_S3_PORT=53900` (Garage's RPC and admin API on +1 and +3).
+//! `STACK_S3_PORT=53900` (Garage's RPC and admin API on +1 and +3)
+//! `STACK_PROMETHEUS_PORT=59090` (the Postgres and Redis exporters on +1 and +2).
+//!
+//! Prometheus (config and alert rules in infra/prometheus/) scrapes service, relay, notifier
+//! and loadgen on their default ports, Kafka's JMX agent and the exporters; a process on
+//! another port is added by a file in `$PROMETHEUS_TARGETS` (`stack env`).
 
 mod garage;
 mod install;
 mod kafka;
 mod postgres;
 mod proc;
+mod prometheus;
 mod redis;
 mod settings;
 
@@ -28,6 +34,7 @@ use clap::{Parser, Subcommand};
 use crate::garage::Garage;
 use crate::kafka::{Kafka, Stop};
 use crate::postgres::Postgres;
+use crate::prometheus::Prometheus;
 use crate::redis::Redis;
 use crate::settings::{
     PG_DB, S3_ACCESS_KEY_ID, S3_BUCKET, S3_REGION, S3_SECRET_ACCESS_KEY, Settings,
@@ -90,6 +97,7 @@ fn run(command: Cmd) -> anyhow::Result<ExitCode> {
             Redis(&s).up()?;
             kafka.up()?;
             Garage(&s).up()?;
+            Prometheus(&s).up()?;
             proc::log("stack is up");
             let (text, all_up) = status(&s);
             eprint!("{text}");
@@ -98,6 +106,7 @@ fn run(command: Cmd) -> anyhow::Result<ExitCode> {
             }
         }
         Cmd::Down => {
+            Prometheus(&s).down();
             Garage(&s).down();
             kafka.down();
             Redis(&s).down();
@@ -150,8 +159,9 @@ fn status(s: &Settings) -> (String, bool) {
     let (redis, redis_up) = line("redis", Redis(s).status());
     let (kafka, kafka_up) = Kafka(s).status();
     let (s3, s3_up) = line("s3", Garage(s).status());
-    let all = pg_up && redis_up && kafka_up && s3_up;
-    (format!("{pg}{redis}{kafka}\n{s3}"), all)
+    let (prom, prom_up) = line("prometheus", Prometheus(s).status());
+    let all = pg_up && redis_up && kafka_up && s3_up && prom_up;
+    (format!("{pg}{redis}{kafka}\n{s3}{prom}"), all)
 }
 
 fn env_lines(s: &Settings, brokers: &str, nodes: u8) -> String {
@@ -165,10 +175,14 @@ export S3_BUCKET={S3_BUCKET}
 export S3_ACCESS_KEY_ID={S3_ACCESS_KEY_ID}
 export S3_SECRET_ACCESS_KEY={S3_SECRET_ACCESS_KEY}
 export S3_REGION={S3_REGION}
+export PROMETHEUS_URL={prom_url}
+export PROMETHEUS_TARGETS={prom_targets}
 ",
         pg = s.pg_port,
         redis = s.redis_port,
         s3 = s.s3_port,
+        prom_url = Prometheus(s).url(),
+        prom_targets = Prometheus(s).targets_dir().display(),
     )
 }
 
@@ -198,6 +212,8 @@ mod tests {
             "export KAFKA_BROKERS=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094\nexport KAFKA_NODES=3\n"
         ));
         assert!(env.contains("export S3_ENDPOINT=http://127.0.0.1:7000\n"));
+        assert!(env.contains("export PROMETHEUS_URL=http://127.0.0.1:59090\n"));
+        assert!(env.contains("export PROMETHEUS_TARGETS=/repo/.stack/prometheus/targets\n"));
         assert_eq!(s.dir, PathBuf::from("/repo/.stack"));
         assert_eq!((s.s3_rpc_port(), s.s3_admin_port()), (7001, 7003));
     }

@@ -37,6 +37,8 @@ pub struct Settings {
     pub kafka_nodes: Option<u8>,
     /// Garage's S3 API; RPC on +1, admin API on +3.
     pub s3_port: u16,
+    /// Prometheus; the Postgres exporter on +1, the Redis exporter on +2.
+    pub prometheus_port: u16,
     pub home: PathBuf,
 }
 
@@ -71,6 +73,7 @@ impl Settings {
                 .map_or_else(|| cache.join("servicedesk-lite/kafka"), PathBuf::from),
             kafka_nodes,
             s3_port: port("STACK_S3_PORT", 53900)?,
+            prometheus_port: port("STACK_PROMETHEUS_PORT", 59090)?,
             home,
             root,
         })
