@@ -58,6 +58,10 @@ pub fn report(
     r.run_id = info.run_id;
     r.user_prefix = shared.users.prefix.clone();
     r.started_at = info.started_at.to_rfc3339();
+    r.window_start_unix_ms = window_start
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as i64);
     r.config = settings(args, info.workers);
     r.environment = Environment::detect();
     r.target = info.target;

@@ -38,6 +38,17 @@ pub enum Command {
         /// Run directory (or its report.json).
         dir: PathBuf,
     },
+    /// Write archived runs' per-second series into Prometheus (remote write), to compare them
+    /// on the Grafana comparison dashboard. Needs --web.enable-remote-write-receiver and an
+    /// out-of-order window covering the run's age (the stack's Prometheus has both).
+    Publish {
+        /// Run directories (or their report.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Prometheus base URL.
+        #[arg(long, env = "PROMETHEUS_URL", default_value = "http://127.0.0.1:59090")]
+        prometheus: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -174,6 +185,33 @@ pub struct RunArgs {
     /// No progress line.
     #[arg(long, env = "LOADGEN_QUIET", default_value_t = false)]
     pub quiet: bool,
+
+    /// Serve the run's live series (Prometheus text) here while it runs; `off` to disable.
+    /// The stack's Prometheus scrapes the default every second (job="loadgen").
+    #[arg(long, env = "LOADGEN_METRICS_ADDR", default_value = "127.0.0.1:9103")]
+    pub metrics_addr: MetricsAddr,
+
+    /// After the run, write its per-second series into this Prometheus (as `loadgen publish`
+    /// does), so it can be compared with others on the comparison dashboard. `stack env`
+    /// exports PROMETHEUS_URL; a Prometheus that refuses is a note, not a failed run.
+    #[arg(long, env = "PROMETHEUS_URL")]
+    pub prometheus: Option<String>,
+}
+
+/// `--metrics-addr`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddr(pub Option<std::net::SocketAddr>);
+
+impl std::str::FromStr for MetricsAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(Self(None));
+        }
+        s.parse()
+            .map(|a| Self(Some(a)))
+            .map_err(|_| format!("{s:?} is neither host:port nor off"))
+    }
 }
 
 /// The shortest warm-up: Goose's worker ramp (250 ms) plus a margin.

@@ -28,6 +28,11 @@ pub struct Shared {
     goose_metrics: bool,
     pub users: Users,
     pub recorder: Mutex<Recorder>,
+    /// The live series for Prometheus (live.rs).
+    pub live: crate::live::Live,
+    warmup: Duration,
+    /// Set once the attack is over: the backlog gauge then holds the report's count.
+    finished: std::sync::atomic::AtomicBool,
     /// Requests in flight now, and the most at once (the pool's real use; issue #17.6).
     in_flight: AtomicUsize,
     pub peak_in_flight: AtomicUsize,
@@ -61,6 +66,9 @@ impl Shared {
             retry_share: args.retry_share,
             goose_metrics: args.goose_report,
             users,
+            live: crate::live::Live::new(args.run_id.as_deref().unwrap_or("unnamed"), args.rps),
+            warmup: args.warmup,
+            finished: std::sync::atomic::AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             peak_in_flight: AtomicUsize::new(0),
             // An answer can arrive up to the request timeout after a second ends (plus slack).
@@ -82,7 +90,26 @@ impl Shared {
         self.pacer.get()
     }
 
+    pub fn warmup(&self) -> Duration {
+        self.warmup
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::Relaxed)
+    }
+
+    /// The attack is over; `not_sent` is the report's count of measured slots never answered.
+    pub fn finish(&self, not_sent: u64) {
+        self.finished.store(true, Ordering::Relaxed);
+        self.live.set_final_not_sent(not_sent);
+    }
+
     fn record(&self, s: Sample) {
+        self.live.observe(&s);
         if let Ok(mut r) = self.recorder.lock() {
             r.record(&s);
         }

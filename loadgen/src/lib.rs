@@ -11,10 +11,12 @@ mod cpu;
 pub mod engine;
 pub mod hlog;
 pub mod html;
+mod live;
 mod markdown;
 pub mod pipeline;
 pub mod plan;
 mod progress;
+pub mod publish;
 pub mod record;
 pub mod report;
 mod setup;
@@ -49,6 +51,14 @@ pub async fn run_cli() -> anyhow::Result<std::process::ExitCode> {
             println!("rendered {}", dir.display());
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Some(Command::Publish { dirs, prometheus }) => {
+            for dir in &dirs {
+                let report = Report::load(dir)?;
+                let n = publish::report(&prometheus, &report).await?;
+                println!("published {} ({n} samples) to {prometheus}", report.run_id);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Some(Command::Compare(c)) => match c.repeat {
             Some(n) => compare::repeat(&c, n, &cli.run),
             None => compare::main(&c),
@@ -70,7 +80,7 @@ pub async fn run_cli() -> anyhow::Result<std::process::ExitCode> {
 }
 
 /// Runs one load test and writes its report directory.
-pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
+pub async fn run(mut args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
     args.validate()
         .map_err(|m| anyhow::anyhow!("invalid flags: {m}"))?;
     let started_at = chrono::Utc::now();
@@ -78,6 +88,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
         .run_id
         .clone()
         .unwrap_or_else(|| format!("{}-{}rps", started_at.format("%Y%m%dT%H%M%SZ"), args.rps));
+    args.run_id = Some(run_id.clone());
     let dir = args.out.join(&run_id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let (target, embedded) = setup::resolve_target(&args).await?;
@@ -85,6 +96,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
     let users = Users::new(&setup::user_prefix(), args.users);
     setup::seed(&target, &users, args.tickets_per_user, args.timeout).await?;
     let shared = Arc::new(Shared::new(&args, users));
+    let stop_export = tokio_util::sync::CancellationToken::new();
+    let export = args
+        .metrics_addr
+        .0
+        .map(|addr| tokio::spawn(live::serve(addr, shared.clone(), stop_export.clone())));
 
     let scraper = Scraper::new(&args.relay_metrics, &args.notifier_metrics);
     let first = scraper.scrape().await;
@@ -122,12 +138,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
         workers,
     };
     let mut report = assemble::report(info, &args, &shared, run_end, pipeline, &dir)?;
+    shared.finish(report.not_sent);
     report.generator_cpu_s = cpu.await.ok().flatten();
     if let Some(url) = &args.database_url {
         audit(&mut report, url, &args, &shared, &scraper).await?;
     }
     assemble::verdict(&mut report, &args);
     write_report(&report, &dir)?;
+    if let Some(url) = &args.prometheus {
+        match publish::report(url, &report).await {
+            Ok(n) => eprintln!(
+                "loadgen: published {n} samples of {} to {url}",
+                report.run_id
+            ),
+            Err(e) => eprintln!("loadgen: note: not published to {url}: {e:#}"),
+        }
+    }
+    if let Some(export) = export {
+        tokio::time::sleep(live::LINGER).await;
+        stop_export.cancel();
+        let _ = export.await;
+    }
     Ok((report, dir))
 }
 

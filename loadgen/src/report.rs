@@ -82,6 +82,10 @@ pub struct Report {
     /// X-User-Id prefix of this run's simulated users (the audit's scope).
     pub user_prefix: String,
     pub started_at: String,
+    /// When the measured window began (second 0 of `series`), Unix ms; absent in reports
+    /// written before it was recorded.
+    #[serde(default)]
+    pub window_start_unix_ms: Option<i64>,
     pub config: serde_json::Value,
     pub environment: Environment,
     pub target: String,

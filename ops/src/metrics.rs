@@ -18,6 +18,18 @@ impl Registry {
         Self::default()
     }
 
+    /// Every metric of this registry carries `labels` (loadgen's `run_id`).
+    pub fn with_labels(labels: &[(&str, &str)]) -> Self {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        match prometheus::Registry::new_custom(None, Some(labels)) {
+            Ok(r) => Self(r),
+            Err(e) => panic!("registry labels are malformed: {e}"),
+        }
+    }
+
     fn add<C: prometheus::core::Collector + Clone + 'static>(&self, name: &str, c: C) -> C {
         if let Err(e) = self.0.register(Box::new(c.clone())) {
             panic!("metric {name}: {e}");

@@ -198,7 +198,10 @@ impl Kafka<'_> {
                 "-javaagent:{}=127.0.0.1:{}:{}",
                 lib.join("agent").join(JMX_AGENT).display(),
                 self.metrics_port(n),
-                self.0.root.join("infra/local/kafka/jmx-exporter.yml").display()
+                self.0
+                    .root
+                    .join("infra/local/kafka/jmx-exporter.yml")
+                    .display()
             ),
             "-cp".into(),
             format!("{}/lib/*", lib.display()),

@@ -134,10 +134,11 @@ impl Prometheus<'_> {
             proc::wait_for(d.name, 60, &dir, || Ok(proc::port_open(d.port)))?;
         }
         // A Prometheus that was already running re-reads its config and rules.
-        proc::succeeds(Command::new("curl").args(["-sf", "-X", "POST"]).arg(format!(
-            "{}/-/reload",
-            self.url()
-        )));
+        proc::succeeds(
+            Command::new("curl")
+                .args(["-sf", "-X", "POST"])
+                .arg(format!("{}/-/reload", self.url())),
+        );
         Ok(())
     }
 
@@ -147,7 +148,12 @@ impl Prometheus<'_> {
         let kafka = Kafka(self.0);
         let shape = self.0.kafka_nodes.unwrap_or_else(|| kafka.shape());
         let mut infra: Vec<(String, String)> = (1..=shape)
-            .map(|n| ("kafka".to_string(), format!("127.0.0.1:{}", kafka.metrics_port(n))))
+            .map(|n| {
+                (
+                    "kafka".to_string(),
+                    format!("127.0.0.1:{}", kafka.metrics_port(n)),
+                )
+            })
             .collect();
         infra.push((
             "postgres".into(),
@@ -161,7 +167,10 @@ impl Prometheus<'_> {
             .iter()
             .map(|(job, at)| ((*job).to_string(), (*at).to_string()))
             .collect();
-        write_atomically(&self.targets_dir().join("infra.json"), &targets_json(&infra))?;
+        write_atomically(
+            &self.targets_dir().join("infra.json"),
+            &targets_json(&infra),
+        )?;
         write_atomically(&self.targets_dir().join("app.json"), &targets_json(&app))
     }
 
