@@ -58,11 +58,15 @@ impl Live {
                 "loadgen_arrivals_total",
                 "Arrival slots due so far (sent or not): rate() is the arrival rate",
             ),
-            responses: r.counter_vec(
+            responses: r.counter_vec_zeroed(
                 "loadgen_responses_total",
                 "Responses by completion time, by operation and outcome (ok|error); \
                  rate(outcome=\"ok\") without create_retry is the throughput",
                 &["op", "outcome"],
+                &Op::ALL.map(|op| [op.name(), "error"])
+                    .iter()
+                    .map(|l| &l[..])
+                    .collect::<Vec<_>>(),
             ),
             latency: r.histogram_vec(
                 "loadgen_latency_seconds",

@@ -42,10 +42,11 @@ impl Metrics {
                 "notifier_duplicates_total",
                 "Redelivered events skipped because processed_events already had them",
             ),
-            dlq: r.counter_vec(
+            dlq: r.counter_vec_zeroed(
                 "notifier_dlq_total",
                 "Messages sent to the dead-letter topic",
                 &["reason"],
+                &[&["undecodable"], &["rejected"], &["refused"]],
             ),
             retries: r.counter(
                 "notifier_retries_total",

@@ -46,6 +46,23 @@ impl Registry {
         self.add(name, c.unwrap_or_else(bad(name)))
     }
 
+    /// A counter vector whose `known` label sets exist at 0 from the start: `rate()` and
+    /// `increase()` need a sample before the first event, else the first increment of a rare
+    /// counter (a dead letter, a Redis outage) is invisible to dashboards and alerts.
+    pub fn counter_vec_zeroed(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        known: &[&[&str]],
+    ) -> IntCounterVec {
+        let c = self.counter_vec(name, help, labels);
+        for values in known {
+            c.with_label_values(values);
+        }
+        c
+    }
+
     pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
         self.add(name, IntGauge::new(name, help).unwrap_or_else(bad(name)))
     }

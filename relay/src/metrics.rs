@@ -47,10 +47,11 @@ impl Metrics {
                 "relay_published_total",
                 "Events acked by the broker and marked sent",
             ),
-            failed: r.counter_vec(
+            failed: r.counter_vec_zeroed(
                 "relay_publish_failed_total",
                 "Publishes that failed and were rescheduled, by reason",
                 &["reason"],
+                &[&["broker"], &["chaos"]],
             ),
             chaos_failures: r.counter(
                 "relay_chaos_failures_total",

@@ -67,10 +67,17 @@ impl Metrics {
                 "Cache misses that were loaded from the database",
                 &["cache"],
             ),
-            redis_degraded: r.counter_vec(
+            redis_degraded: r.counter_vec_zeroed(
                 "redis_degraded_total",
                 "Operations that went on without Redis (error or timeout)",
                 &["op"],
+                &[
+                    &["idempotency_get"],
+                    &["idempotency_set"],
+                    &["list_cache_get"],
+                    &["list_cache_set"],
+                    &["list_cache_invalidate"],
+                ],
             ),
             idempotency_replays: r.counter_vec(
                 "idempotency_replays_total",
