@@ -268,7 +268,7 @@ fn api() -> Dashboard {
             ),
             panel(
                 "Errors",
-                "5xx share of all responses (SLO: under 1 %), and 4xx per second by status.",
+                "5xx share of all responses (SLO: under 1 %), and each status's share (4xx are the clients' errors).",
                 "percentunit",
                 vec![
                     q(
@@ -279,9 +279,9 @@ fn api() -> Dashboard {
                     ),
                     q(
                         format!(
-                            "sum by (status) (rate(http_requests_total{{{svc}, status=~\"4..\"}}[{RATE}])) / ignoring(status) group_left sum(rate(http_requests_total{{{svc}}}[{RATE}]))"
+                            "sum by (status) (rate(http_requests_total{{{svc}}}[{RATE}])) / ignoring(status) group_left sum(rate(http_requests_total{{{svc}}}[{RATE}]))"
                         ),
-                        "{{status}} ratio",
+                        "{{status}} share",
                     ),
                 ],
             ),
@@ -418,9 +418,7 @@ fn pipeline() -> Dashboard {
                  histogram), events per bucket per interval.",
                 "s",
                 vec![q(
-                    format!(
-                        "sum by (le) (increase(notifier_e2e_latency_seconds_bucket[{RATE}]))"
-                    ),
+                    format!("sum by (le) (increase(notifier_e2e_latency_seconds_bucket[{RATE}]))"),
                     "{{le}}",
                 )],
             )
@@ -480,16 +478,24 @@ fn pipeline() -> Dashboard {
                  clients and commands per second (redis_exporter).",
                 "short",
                 vec![
-                    q("sum(pg_stat_database_numbackends{job=\"postgres\"})", "pg backends"),
+                    q(
+                        "sum(pg_stat_database_numbackends{job=\"postgres\"})",
+                        "pg backends",
+                    ),
                     q(
                         format!(
                             "sum(rate(pg_stat_database_xact_commit{{job=\"postgres\"}}[{RATE}]))"
                         ),
                         "pg commits/s",
                     ),
-                    q("sum(redis_connected_clients{job=\"redis\"})", "redis clients"),
                     q(
-                        format!("sum(rate(redis_commands_processed_total{{job=\"redis\"}}[{RATE}]))"),
+                        "sum(redis_connected_clients{job=\"redis\"})",
+                        "redis clients",
+                    ),
+                    q(
+                        format!(
+                            "sum(rate(redis_commands_processed_total{{job=\"redis\"}}[{RATE}]))"
+                        ),
                         "redis commands/s",
                     ),
                 ],
@@ -620,9 +626,7 @@ fn load_run() -> Dashboard {
                         "API p99",
                     ),
                     q(
-                        format!(
-                            "sum(rate(http_requests_total{{job=\"service\"}}[{RATE}])) / 1e6"
-                        ),
+                        format!("sum(rate(http_requests_total{{job=\"service\"}}[{RATE}])) / 1e6"),
                         "API req/s (÷1e6)",
                     ),
                 ],

@@ -63,7 +63,8 @@ impl Live {
                 "Responses by completion time, by operation and outcome (ok|error); \
                  rate(outcome=\"ok\") without create_retry is the throughput",
                 &["op", "outcome"],
-                &Op::ALL.map(|op| [op.name(), "error"])
+                &Op::ALL
+                    .map(|op| [op.name(), "error"])
                     .iter()
                     .map(|l| &l[..])
                     .collect::<Vec<_>>(),
