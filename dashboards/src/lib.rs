@@ -42,6 +42,7 @@ enum Kind {
     Stat,
 }
 
+#[derive(Clone)]
 struct Panel {
     title: &'static str,
     description: &'static str,
@@ -256,103 +257,112 @@ fn api() -> Dashboard {
         description: "The tickets API as the service sees it (its /metrics).",
         time_from: "now-15m",
         variables: vec![],
-        panels: vec![
-            panel(
-                "Request rate by route",
-                "Requests answered per second, by route (all statuses).",
-                "reqps",
-                vec![q(
-                    format!("sum by (route) (rate(http_requests_total{{{svc}}}[{RATE}]))"),
-                    "{{route}}",
-                )],
-            ),
-            panel(
-                "Errors",
-                "5xx share of all responses (SLO: under 1 %), and each status's share (4xx are the clients' errors).",
-                "percentunit",
-                vec![
-                    q(
-                        format!(
-                            "(sum(rate(http_requests_total{{{svc}, status=~\"5..\"}}[{RATE}])) or vector(0)) / sum(rate(http_requests_total{{{svc}}}[{RATE}]))"
-                        ),
-                        "5xx ratio",
-                    ),
-                    q(
-                        format!(
-                            "sum by (status) (rate(http_requests_total{{{svc}}}[{RATE}])) / ignoring(status) group_left sum(rate(http_requests_total{{{svc}}}[{RATE}]))"
-                        ),
-                        "{{status}} share",
-                    ),
-                ],
-            ),
-            panel(
-                "Latency p50 / p99 by route",
-                "Server-side time per request (from the service's histogram), by route. The \
-                 client-side, CO-corrected figure is loadgen's (Load run dashboard).",
-                "s",
-                vec![
-                    q(
-                        format!(
-                            "histogram_quantile(0.99, sum by (le, route) (rate(http_request_duration_seconds_bucket{{{svc}}}[{RATE}])))"
-                        ),
-                        "p99 {{route}}",
-                    ),
-                    q(
-                        format!(
-                            "histogram_quantile(0.5, sum by (le, route) (rate(http_request_duration_seconds_bucket{{{svc}}}[{RATE}])))"
-                        ),
-                        "p50 {{route}}",
-                    ),
-                ],
-            )
-            .width(24),
-            panel(
-                "In flight",
-                "Requests being served and open connections, per instance.",
-                "short",
-                vec![
-                    q(
-                        format!("sum by (instance) (http_requests_in_flight{{{svc}}})"),
-                        "in flight {{instance}}",
-                    ),
-                    q(
-                        format!("sum by (instance) (http_connections_open{{{svc}}})"),
-                        "connections {{instance}}",
-                    ),
-                ],
-            ),
-            panel(
-                "Cache hit ratio",
-                "List cache lookups answered by each layer (l1: moka in process, l2: Redis).",
-                "percentunit",
-                vec![q(
-                    format!(
-                        "sum by (layer) (rate(cache_requests_total{{{svc}, result=\"hit\"}}[{RATE}])) / sum by (layer) (rate(cache_requests_total{{{svc}}}[{RATE}]))"
-                    ),
-                    "{{layer}} hit ratio",
-                )],
-            ),
-            panel(
-                "Redis degraded",
-                "Operations that went on without Redis (error or timeout) per second, by \
-                 operation: the API degrades to Postgres instead of failing.",
-                "ops",
-                vec![q(
-                    format!("sum by (op) (rate(redis_degraded_total{{{svc}}}[{RATE}]))"),
-                    "{{op}}",
-                )],
-            ),
-            panel(
-                "DB pool",
-                "Postgres pool connections in use and idle (refreshed on every scrape).",
-                "short",
-                vec![q(
-                    format!("sum by (state) (db_pool_connections{{{svc}}})"),
-                    "{{state}}",
-                )],
-            ),
-        ],
+        panels: [api_panels_1(svc), api_panels_2(svc)].concat(),
     }
+}
+
+fn api_panels_1(svc: &str) -> Vec<Panel> {
+    vec![
+        panel(
+            "Request rate by route",
+            "Requests answered per second, by route (all statuses).",
+            "reqps",
+            vec![q(
+                format!("sum by (route) (rate(http_requests_total{{{svc}}}[{RATE}]))"),
+                "{{route}}",
+            )],
+        ),
+        panel(
+            "Errors",
+            "5xx share of all responses (SLO: under 1 %), and each status's share (4xx are the clients' errors).",
+            "percentunit",
+            vec![
+                q(
+                    format!(
+                        "(sum(rate(http_requests_total{{{svc}, status=~\"5..\"}}[{RATE}])) or vector(0)) / sum(rate(http_requests_total{{{svc}}}[{RATE}]))"
+                    ),
+                    "5xx ratio",
+                ),
+                q(
+                    format!(
+                        "sum by (status) (rate(http_requests_total{{{svc}}}[{RATE}])) / ignoring(status) group_left sum(rate(http_requests_total{{{svc}}}[{RATE}]))"
+                    ),
+                    "{{status}} share",
+                ),
+            ],
+        ),
+        panel(
+            "Latency p50 / p99 by route",
+            "Server-side time per request (from the service's histogram), by route. The \
+             client-side, CO-corrected figure is loadgen's (Load run dashboard).",
+            "s",
+            vec![
+                q(
+                    format!(
+                        "histogram_quantile(0.99, sum by (le, route) (rate(http_request_duration_seconds_bucket{{{svc}}}[{RATE}])))"
+                    ),
+                    "p99 {{route}}",
+                ),
+                q(
+                    format!(
+                        "histogram_quantile(0.5, sum by (le, route) (rate(http_request_duration_seconds_bucket{{{svc}}}[{RATE}])))"
+                    ),
+                    "p50 {{route}}",
+                ),
+            ],
+        )
+        .width(24),
+        panel(
+            "In flight",
+            "Requests being served and open connections, per instance.",
+            "short",
+            vec![
+                q(
+                    format!("sum by (instance) (http_requests_in_flight{{{svc}}})"),
+                    "in flight {{instance}}",
+                ),
+                q(
+                    format!("sum by (instance) (http_connections_open{{{svc}}})"),
+                    "connections {{instance}}",
+                ),
+            ],
+        ),
+    ]
+}
+
+fn api_panels_2(svc: &str) -> Vec<Panel> {
+    vec![
+        panel(
+            "Cache hit ratio",
+            "List cache lookups answered by each layer (l1: moka in process, l2: Redis).",
+            "percentunit",
+            vec![q(
+                format!(
+                    "sum by (layer) (rate(cache_requests_total{{{svc}, result=\"hit\"}}[{RATE}])) / sum by (layer) (rate(cache_requests_total{{{svc}}}[{RATE}]))"
+                ),
+                "{{layer}} hit ratio",
+            )],
+        ),
+        panel(
+            "Redis degraded",
+            "Operations that went on without Redis (error or timeout) per second, by \
+             operation: the API degrades to Postgres instead of failing.",
+            "ops",
+            vec![q(
+                format!("sum by (op) (rate(redis_degraded_total{{{svc}}}[{RATE}]))"),
+                "{{op}}",
+            )],
+        ),
+        panel(
+            "DB pool",
+            "Postgres pool connections in use and idle (refreshed on every scrape).",
+            "short",
+            vec![q(
+                format!("sum by (state) (db_pool_connections{{{svc}}})"),
+                "{{state}}",
+            )],
+        ),
+    ]
 }
 
 fn pipeline() -> Dashboard {
@@ -362,146 +372,151 @@ fn pipeline() -> Dashboard {
         description: "Outbox → relay → Kafka → notifier, and the infrastructure under it.",
         time_from: "now-15m",
         variables: vec![],
-        panels: vec![
-            panel(
-                "Outbox lag and pending",
-                "Age of the oldest unsent outbox row (SLO: under 250 ms; every relay reports \
-                 the same shared outbox, so the worst is shown) and rows waiting.",
-                "s",
-                vec![
-                    q("max(outbox_lag_seconds)", "oldest unsent (s)"),
-                    q(
-                        format!(
-                            "histogram_quantile(0.99, sum by (le) (rate(outbox_event_lag_seconds_bucket[{RATE}])))"
-                        ),
-                        "p99 commit→ack (s)",
-                    ),
-                ],
-            ),
-            panel(
-                "Outbox pending",
-                "Rows waiting to be claimed, and claimed but not yet marked sent.",
-                "short",
-                vec![
-                    q("max(outbox_pending)", "pending"),
-                    q("max(outbox_processing)", "processing"),
-                ],
-            ),
-            panel(
-                "Publish rate and failures",
-                "Events acked by the broker per second, per relay; failed publishes (rescheduled) \
-                 by reason.",
-                "ops",
-                vec![
-                    q(
-                        format!("sum by (instance) (rate(relay_published_total[{RATE}]))"),
-                        "published {{instance}}",
-                    ),
-                    q(
-                        format!("sum by (reason) (rate(relay_publish_failed_total[{RATE}]))"),
-                        "failed: {{reason}}",
-                    ),
-                ],
-            ),
-            panel(
-                "Consumer lag per partition",
-                "High watermark minus the notifier group's position, per partition.",
-                "short",
-                vec![q(
-                    "sum by (topic, partition) (consumer_lag)",
-                    "{{topic}} [{{partition}}]",
-                )],
-            ),
-            panel(
-                "Commit → notified latency",
-                "Per event: outbox commit until the notification was committed (notifier \
-                 histogram), events per bucket per interval.",
-                "s",
-                vec![q(
-                    format!("sum by (le) (increase(notifier_e2e_latency_seconds_bucket[{RATE}]))"),
-                    "{{le}}",
-                )],
-            )
-            .kind(Kind::Heatmap)
-            .width(24),
-            panel(
-                "Dead letters and retries",
-                "Messages sent to the dead-letter topic per second, by reason; handling \
-                 attempts retried because Postgres was unavailable.",
-                "ops",
-                vec![
-                    q(
-                        format!("sum by (reason) (rate(notifier_dlq_total[{RATE}]))"),
-                        "DLQ: {{reason}}",
-                    ),
-                    q(
-                        format!("sum(rate(notifier_retries_total[{RATE}]))"),
-                        "retries",
-                    ),
-                ],
-            ),
-            panel(
-                "Workers ready",
-                "1 when a relay or notifier can work (its /readyz), 0 when not; a missing line \
-                 is a process that does not answer.",
-                "short",
-                vec![q(
-                    "min by (job, instance) (process_ready{job=~\"relay|notifier\"})",
-                    "{{job}} {{instance}}",
-                )],
-            ),
-            panel(
-                "Kafka",
-                "Messages in per second by topic (every node), under-replicated partitions, \
-                 active controllers.",
-                "short",
-                vec![
-                    q(
-                        format!(
-                            "sum by (topic) (rate(kafka_server_brokertopicmetrics_messagesinpersec_total{{job=\"kafka\", topic!=\"_all\"}}[{RATE}]))"
-                        ),
-                        "in/s {{topic}}",
-                    ),
-                    q(
-                        "sum(kafka_server_replicamanager_underreplicatedpartitions{job=\"kafka\"})",
-                        "under-replicated",
-                    ),
-                    q(
-                        "sum(kafka_controller_kafkacontroller_activecontrollercount{job=\"kafka\"})",
-                        "active controllers",
-                    ),
-                ],
-            ),
-            panel(
-                "Postgres and Redis",
-                "Postgres backends and transactions per second (postgres_exporter); Redis \
-                 clients and commands per second (redis_exporter).",
-                "short",
-                vec![
-                    q(
-                        "sum(pg_stat_database_numbackends{job=\"postgres\"})",
-                        "pg backends",
-                    ),
-                    q(
-                        format!(
-                            "sum(rate(pg_stat_database_xact_commit{{job=\"postgres\"}}[{RATE}]))"
-                        ),
-                        "pg commits/s",
-                    ),
-                    q(
-                        "sum(redis_connected_clients{job=\"redis\"})",
-                        "redis clients",
-                    ),
-                    q(
-                        format!(
-                            "sum(rate(redis_commands_processed_total{{job=\"redis\"}}[{RATE}]))"
-                        ),
-                        "redis commands/s",
-                    ),
-                ],
-            ),
-        ],
+        panels: [pipeline_panels_1(), pipeline_panels_2()].concat(),
     }
+}
+
+fn pipeline_panels_1() -> Vec<Panel> {
+    vec![
+        panel(
+            "Outbox lag and pending",
+            "Age of the oldest unsent outbox row (SLO: under 250 ms; every relay reports \
+             the same shared outbox, so the worst is shown) and rows waiting.",
+            "s",
+            vec![
+                q("max(outbox_lag_seconds)", "oldest unsent (s)"),
+                q(
+                    format!(
+                        "histogram_quantile(0.99, sum by (le) (rate(outbox_event_lag_seconds_bucket[{RATE}])))"
+                    ),
+                    "p99 commit→ack (s)",
+                ),
+            ],
+        ),
+        panel(
+            "Outbox pending",
+            "Rows waiting to be claimed, and claimed but not yet marked sent.",
+            "short",
+            vec![
+                q("max(outbox_pending)", "pending"),
+                q("max(outbox_processing)", "processing"),
+            ],
+        ),
+        panel(
+            "Publish rate and failures",
+            "Events acked by the broker per second, per relay; failed publishes (rescheduled) \
+             by reason.",
+            "ops",
+            vec![
+                q(
+                    format!("sum by (instance) (rate(relay_published_total[{RATE}]))"),
+                    "published {{instance}}",
+                ),
+                q(
+                    format!("sum by (reason) (rate(relay_publish_failed_total[{RATE}]))"),
+                    "failed: {{reason}}",
+                ),
+            ],
+        ),
+        panel(
+            "Consumer lag per partition",
+            "High watermark minus the notifier group's position, per partition.",
+            "short",
+            vec![q(
+                "sum by (topic, partition) (consumer_lag)",
+                "{{topic}} [{{partition}}]",
+            )],
+        ),
+        panel(
+            "Commit → notified latency",
+            "Per event: outbox commit until the notification was committed (notifier \
+             histogram), events per bucket per interval.",
+            "s",
+            vec![q(
+                format!("sum by (le) (increase(notifier_e2e_latency_seconds_bucket[{RATE}]))"),
+                "{{le}}",
+            )],
+        )
+        .kind(Kind::Heatmap)
+        .width(24),
+    ]
+}
+
+fn pipeline_panels_2() -> Vec<Panel> {
+    vec![
+        panel(
+            "Dead letters and retries",
+            "Messages sent to the dead-letter topic per second, by reason; handling \
+             attempts retried because Postgres was unavailable.",
+            "ops",
+            vec![
+                q(
+                    format!("sum by (reason) (rate(notifier_dlq_total[{RATE}]))"),
+                    "DLQ: {{reason}}",
+                ),
+                q(
+                    format!("sum(rate(notifier_retries_total[{RATE}]))"),
+                    "retries",
+                ),
+            ],
+        ),
+        panel(
+            "Workers ready",
+            "1 when a relay or notifier can work (its /readyz), 0 when not; a missing line \
+             is a process that does not answer.",
+            "short",
+            vec![q(
+                "min by (job, instance) (process_ready{job=~\"relay|notifier\"})",
+                "{{job}} {{instance}}",
+            )],
+        ),
+        panel(
+            "Kafka",
+            "Messages in per second by topic (every node), under-replicated partitions, \
+             active controllers.",
+            "short",
+            vec![
+                q(
+                    format!(
+                        "sum by (topic) (rate(kafka_server_brokertopicmetrics_messagesinpersec_total{{job=\"kafka\", topic!=\"_all\"}}[{RATE}]))"
+                    ),
+                    "in/s {{topic}}",
+                ),
+                q(
+                    "sum(kafka_server_replicamanager_underreplicatedpartitions{job=\"kafka\"})",
+                    "under-replicated",
+                ),
+                q(
+                    "sum(kafka_controller_kafkacontroller_activecontrollercount{job=\"kafka\"})",
+                    "active controllers",
+                ),
+            ],
+        ),
+        panel(
+            "Postgres and Redis",
+            "Postgres backends and transactions per second (postgres_exporter); Redis \
+             clients and commands per second (redis_exporter).",
+            "short",
+            vec![
+                q(
+                    "sum(pg_stat_database_numbackends{job=\"postgres\"})",
+                    "pg backends",
+                ),
+                q(
+                    format!("sum(rate(pg_stat_database_xact_commit{{job=\"postgres\"}}[{RATE}]))"),
+                    "pg commits/s",
+                ),
+                q(
+                    "sum(redis_connected_clients{job=\"redis\"})",
+                    "redis clients",
+                ),
+                q(
+                    format!("sum(rate(redis_commands_processed_total{{job=\"redis\"}}[{RATE}]))"),
+                    "redis commands/s",
+                ),
+            ],
+        ),
+    ]
 }
 
 fn load_run() -> Dashboard {
@@ -519,147 +534,166 @@ fn load_run() -> Dashboard {
             "",
             false,
         )],
-        panels: vec![
-            panel(
-                "Arrival rate, throughput, target",
-                "Slots due per second (sent or not), successful responses per second by \
-                 completion (idempotent re-sends excluded), and the rate asked for. Throughput \
-                 below arrivals is a server falling behind.",
-                "reqps",
-                vec![
-                    q(
-                        format!("sum(rate(loadgen_arrivals_total{{{run}}}[{RATE}]))"),
-                        "arrivals",
-                    ),
-                    q(
-                        format!(
-                            "sum(rate(loadgen_responses_total{{{run}, outcome=\"ok\", op!=\"create_retry\"}}[{RATE}]))"
-                        ),
-                        "throughput",
-                    ),
-                    q(format!("max(loadgen_target_rps{{{run}}})"), "target"),
-                ],
-            ),
-            panel(
-                "Latency (CO-corrected) and service time",
-                "p50/p99 from each request's intended start (what a user waits, stalls \
-                 included) and p99 from the actual send (service time).",
-                "s",
-                vec![
-                    q(
-                        format!(
-                            "histogram_quantile(0.99, sum by (le) (rate(loadgen_latency_seconds_bucket{{{run}}}[{RATE}])))"
-                        ),
-                        "p99 corrected",
-                    ),
-                    q(
-                        format!(
-                            "histogram_quantile(0.5, sum by (le) (rate(loadgen_latency_seconds_bucket{{{run}}}[{RATE}])))"
-                        ),
-                        "p50 corrected",
-                    ),
-                    q(
-                        format!(
-                            "histogram_quantile(0.99, sum by (le) (rate(loadgen_service_time_seconds_bucket{{{run}}}[{RATE}])))"
-                        ),
-                        "p99 service time",
-                    ),
-                ],
-            ),
-            panel(
-                "p99 by operation (corrected)",
-                "Per operation: create, get, list, close, create_retry.",
-                "s",
-                vec![q(
-                    format!(
-                        "histogram_quantile(0.99, sum by (le, op) (rate(loadgen_latency_seconds_bucket{{{run}}}[{RATE}])))"
-                    ),
-                    "{{op}}",
-                )],
-            ),
-            panel(
-                "Errors, late starts, not sent",
-                "Failed requests per second (by operation), requests that waited over 1 ms for \
-                 a free worker, and slots due but not yet sent.",
-                "short",
-                vec![
-                    q(
-                        format!(
-                            "sum by (op) (rate(loadgen_responses_total{{{run}, outcome=\"error\"}}[{RATE}]))"
-                        ),
-                        "errors/s {{op}}",
-                    ),
-                    q(
-                        format!("sum(rate(loadgen_late_starts_total{{{run}}}[{RATE}]))"),
-                        "late starts/s",
-                    ),
-                    q(format!("max(loadgen_not_sent{{{run}}})"), "not sent"),
-                ],
-            ),
-            panel(
-                "Generator: send delay and in flight",
-                "p99 of actual send minus due for slots a free worker took (the generator's own \
-                 lateness; large means generator-limited), and requests in flight.",
-                "s",
-                vec![
-                    q(
-                        format!(
-                            "histogram_quantile(0.99, sum by (le) (rate(loadgen_send_delay_seconds_bucket{{{run}}}[{RATE}])))"
-                        ),
-                        "p99 send delay",
-                    ),
-                    q(
-                        format!("max(loadgen_in_flight{{{run}}}) / 1000"),
-                        "in flight (÷1000)",
-                    ),
-                ],
-            ),
-            panel(
-                "Server side: API rate and p99",
-                "The same seconds from the service's own histogram (all instances).",
-                "s",
-                vec![
-                    q(
-                        format!(
-                            "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{job=\"service\"}}[{RATE}])))"
-                        ),
-                        "API p99",
-                    ),
-                    q(
-                        format!("sum(rate(http_requests_total{{job=\"service\"}}[{RATE}])) / 1e6"),
-                        "API req/s (÷1e6)",
-                    ),
-                ],
-            ),
-            panel(
-                "Pipeline lags",
-                "Outbox lag (oldest unsent, s) and consumer lag (messages) while the run goes.",
-                "short",
-                vec![
-                    q("max(outbox_lag_seconds)", "outbox lag (s)"),
-                    q("sum(consumer_lag)", "consumer lag (messages)"),
-                ],
-            )
-            .width(24),
-        ],
+        panels: [load_run_panels_1(run), load_run_panels_2(run)].concat(),
     }
 }
 
+fn load_run_panels_1(run: &str) -> Vec<Panel> {
+    vec![
+        panel(
+            "Arrival rate, throughput, target",
+            "Slots due per second (sent or not), successful responses per second by \
+             completion (idempotent re-sends excluded), and the rate asked for. Throughput \
+             below arrivals is a server falling behind.",
+            "reqps",
+            vec![
+                q(
+                    format!("sum(rate(loadgen_arrivals_total{{{run}}}[{RATE}]))"),
+                    "arrivals",
+                ),
+                q(
+                    format!(
+                        "sum(rate(loadgen_responses_total{{{run}, outcome=\"ok\", op!=\"create_retry\"}}[{RATE}]))"
+                    ),
+                    "throughput",
+                ),
+                q(format!("max(loadgen_target_rps{{{run}}})"), "target"),
+            ],
+        ),
+        panel(
+            "Latency (CO-corrected) and service time",
+            "p50/p99 from each request's intended start (what a user waits, stalls \
+             included) and p99 from the actual send (service time).",
+            "s",
+            vec![
+                q(
+                    format!(
+                        "histogram_quantile(0.99, sum by (le) (rate(loadgen_latency_seconds_bucket{{{run}}}[{RATE}])))"
+                    ),
+                    "p99 corrected",
+                ),
+                q(
+                    format!(
+                        "histogram_quantile(0.5, sum by (le) (rate(loadgen_latency_seconds_bucket{{{run}}}[{RATE}])))"
+                    ),
+                    "p50 corrected",
+                ),
+                q(
+                    format!(
+                        "histogram_quantile(0.99, sum by (le) (rate(loadgen_service_time_seconds_bucket{{{run}}}[{RATE}])))"
+                    ),
+                    "p99 service time",
+                ),
+            ],
+        ),
+        panel(
+            "p99 by operation (corrected)",
+            "Per operation: create, get, list, close, create_retry.",
+            "s",
+            vec![q(
+                format!(
+                    "histogram_quantile(0.99, sum by (le, op) (rate(loadgen_latency_seconds_bucket{{{run}}}[{RATE}])))"
+                ),
+                "{{op}}",
+            )],
+        ),
+        panel(
+            "Errors, late starts, not sent",
+            "Failed requests per second (by operation), requests that waited over 1 ms for \
+             a free worker, and slots due but not yet sent.",
+            "short",
+            vec![
+                q(
+                    format!(
+                        "sum by (op) (rate(loadgen_responses_total{{{run}, outcome=\"error\"}}[{RATE}]))"
+                    ),
+                    "errors/s {{op}}",
+                ),
+                q(
+                    format!("sum(rate(loadgen_late_starts_total{{{run}}}[{RATE}]))"),
+                    "late starts/s",
+                ),
+                q(format!("max(loadgen_not_sent{{{run}}})"), "not sent"),
+            ],
+        ),
+    ]
+}
+
+fn load_run_panels_2(run: &str) -> Vec<Panel> {
+    vec![
+        panel(
+            "Generator: send delay and in flight",
+            "p99 of actual send minus due for slots a free worker took (the generator's own \
+             lateness; large means generator-limited), and requests in flight.",
+            "s",
+            vec![
+                q(
+                    format!(
+                        "histogram_quantile(0.99, sum by (le) (rate(loadgen_send_delay_seconds_bucket{{{run}}}[{RATE}])))"
+                    ),
+                    "p99 send delay",
+                ),
+                q(
+                    format!("max(loadgen_in_flight{{{run}}}) / 1000"),
+                    "in flight (÷1000)",
+                ),
+            ],
+        ),
+        panel(
+            "Server side: API rate and p99",
+            "The same seconds from the service's own histogram (all instances).",
+            "s",
+            vec![
+                q(
+                    format!(
+                        "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{job=\"service\"}}[{RATE}])))"
+                    ),
+                    "API p99",
+                ),
+                q(
+                    format!("sum(rate(http_requests_total{{job=\"service\"}}[{RATE}])) / 1e6"),
+                    "API req/s (÷1e6)",
+                ),
+            ],
+        ),
+        panel(
+            "Pipeline lags",
+            "Outbox lag (oldest unsent, s) and consumer lag (messages) while the run goes.",
+            "short",
+            vec![
+                q("max(outbox_lag_seconds)", "outbox lag (s)"),
+                q("sum(consumer_lag)", "consumer lag (messages)"),
+            ],
+        )
+        .width(24),
+    ]
+}
+
+/// The comparison's runs, and B shifted onto A's clock: at time t it shows B's value at
+/// t + (start B − start A).
+const RUN_A: &str = r#"run_id="$run_a""#;
+const RUN_B: &str = r#"run_id="$run_b""#;
+const SHIFT: &str = "offset ${shift_b}s";
+const P99: &str = r#", quantile="0.99""#;
+const P50: &str = r#", quantile="0.5""#;
+
+/// A run-series metric of A and of B (shifted), `extra` added to the selector.
+fn pair(metric: &str, extra: &str) -> Vec<Query> {
+    vec![
+        q(format!("max({metric}{{{RUN_A}{extra}}})"), "A $run_a"),
+        q(
+            format!("max({metric}{{{RUN_B}{extra}}} {SHIFT})"),
+            "B $run_b",
+        ),
+    ]
+}
+
+/// B − A of a run-series metric, second by second.
+fn diff(metric: &str, extra: &str) -> String {
+    format!("max({metric}{{{RUN_B}{extra}}} {SHIFT}) - max({metric}{{{RUN_A}{extra}}})")
+}
+
 fn comparison() -> Dashboard {
-    let (a, b) = (r#"run_id="$run_a""#, r#"run_id="$run_b""#);
-    // B is shifted onto A's clock: at time t it shows B's value at t + (start B - start A).
-    let shift = "offset ${shift_b}s";
-    let pair = |metric: &str, extra: &str| {
-        vec![
-            q(format!("max({metric}{{{a}{extra}}})"), "A $run_a"),
-            q(format!("max({metric}{{{b}{extra}}} {shift})"), "B $run_b"),
-        ]
-    };
-    let diff = |metric: &str, extra: &str| {
-        format!("max({metric}{{{b}{extra}}} {shift}) - max({metric}{{{a}{extra}}})")
-    };
-    let p99 = r#", quantile="0.99""#;
-    let p50 = r#", quantile="0.5""#;
     Dashboard {
         uid: "servicedesk-compare",
         title: "servicedesk-lite / Comparison",
@@ -691,117 +725,129 @@ fn comparison() -> Dashboard {
                 true,
             ),
         ],
-        panels: vec![
-            panel(
-                "Mean p99 over the range",
-                "Each run's per-second p99 averaged over the visible range.",
-                "s",
-                vec![
-                    q(
-                        format!("avg_over_time(loadgen_run_latency_seconds{{{a}{p99}}}[$__range])"),
-                        "A $run_a",
-                    ),
-                    q(
-                        format!(
-                            "avg_over_time(loadgen_run_latency_seconds{{{b}{p99}}}[$__range] {shift})"
-                        ),
-                        "B $run_b",
-                    ),
-                ],
-            )
-            .kind(Kind::Stat),
-            panel(
-                "Mean throughput over the range",
-                "Successful responses per second, averaged over the visible range.",
-                "reqps",
-                vec![
-                    q(
-                        format!("avg_over_time(loadgen_run_throughput{{{a}}}[$__range])"),
-                        "A $run_a",
-                    ),
-                    q(
-                        format!("avg_over_time(loadgen_run_throughput{{{b}}}[$__range] {shift})"),
-                        "B $run_b",
-                    ),
-                ],
-            )
-            .kind(Kind::Stat),
-            panel(
-                "p99 latency (CO-corrected)",
-                "Per second, from each request's intended start.",
-                "s",
-                pair("loadgen_run_latency_seconds", p99),
-            ),
-            panel(
-                "p50 latency (CO-corrected)",
-                "Per second, from each request's intended start.",
-                "s",
-                pair("loadgen_run_latency_seconds", p50),
-            ),
-            panel(
-                "Throughput and arrivals",
-                "Successful responses per second (by completion) and slots due per second.",
-                "reqps",
-                [
-                    pair("loadgen_run_throughput", ""),
-                    vec![
-                        q(format!("max(loadgen_run_arrival_rate{{{a}}})"), "arrivals A"),
-                        q(
-                            format!("max(loadgen_run_arrival_rate{{{b}}} {shift})"),
-                            "arrivals B",
-                        ),
-                    ],
-                ]
-                .concat(),
-            ),
-            panel(
-                "Errors and not sent",
-                "Failed requests, and slots never answered, per second.",
-                "short",
-                [
-                    pair("loadgen_run_errors", ""),
-                    vec![
-                        q(format!("max(loadgen_run_not_sent{{{a}}})"), "not sent A"),
-                        q(
-                            format!("max(loadgen_run_not_sent{{{b}}} {shift})"),
-                            "not sent B",
-                        ),
-                    ],
-                ]
-                .concat(),
-            ),
-            panel(
-                "Outbox lag",
-                "Oldest unsent outbox row, sampled every second during each run (s).",
-                "s",
-                pair("loadgen_run_outbox_lag_seconds", ""),
-            ),
-            panel(
-                "Consumer lag",
-                "The notifier group's lag in messages, sampled every second.",
-                "short",
-                pair("loadgen_run_consumer_lag", ""),
-            ),
-            panel(
-                "Difference B − A: p99 and p50",
-                "Per second; above zero B is slower.",
-                "s",
-                vec![
-                    q(diff("loadgen_run_latency_seconds", p99), "p99 B − A"),
-                    q(diff("loadgen_run_latency_seconds", p50), "p50 B − A"),
-                ],
-            ),
-            panel(
-                "Difference B − A: throughput and errors",
-                "Per second; throughput below zero is B doing less.",
-                "short",
-                vec![
-                    q(diff("loadgen_run_throughput", ""), "throughput B − A"),
-                    q(diff("loadgen_run_errors", ""), "errors B − A"),
-                ],
-            ),
-        ],
+        panels: [comparison_panels_1(), comparison_panels_2()].concat(),
     }
+}
+
+fn comparison_panels_1() -> Vec<Panel> {
+    vec![
+        panel(
+            "Mean p99 over the range",
+            "Each run's per-second p99 averaged over the visible range.",
+            "s",
+            vec![
+                q(
+                    format!("avg_over_time(loadgen_run_latency_seconds{{{RUN_A}{P99}}}[$__range])"),
+                    "A $run_a",
+                ),
+                q(
+                    format!(
+                        "avg_over_time(loadgen_run_latency_seconds{{{RUN_B}{P99}}}[$__range] {SHIFT})"
+                    ),
+                    "B $run_b",
+                ),
+            ],
+        )
+        .kind(Kind::Stat),
+        panel(
+            "Mean throughput over the range",
+            "Successful responses per second, averaged over the visible range.",
+            "reqps",
+            vec![
+                q(
+                    format!("avg_over_time(loadgen_run_throughput{{{RUN_A}}}[$__range])"),
+                    "A $run_a",
+                ),
+                q(
+                    format!("avg_over_time(loadgen_run_throughput{{{RUN_B}}}[$__range] {SHIFT})"),
+                    "B $run_b",
+                ),
+            ],
+        )
+        .kind(Kind::Stat),
+        panel(
+            "p99 latency (CO-corrected)",
+            "Per second, from each request's intended start.",
+            "s",
+            pair("loadgen_run_latency_seconds", P99),
+        ),
+        panel(
+            "p50 latency (CO-corrected)",
+            "Per second, from each request's intended start.",
+            "s",
+            pair("loadgen_run_latency_seconds", P50),
+        ),
+        panel(
+            "Throughput and arrivals",
+            "Successful responses per second (by completion) and slots due per second.",
+            "reqps",
+            [
+                pair("loadgen_run_throughput", ""),
+                vec![
+                    q(format!("max(loadgen_run_arrival_rate{{{RUN_A}}})"), "arrivals A"),
+                    q(
+                        format!("max(loadgen_run_arrival_rate{{{RUN_B}}} {SHIFT})"),
+                        "arrivals B",
+                    ),
+                ],
+            ]
+            .concat(),
+        ),
+    ]
+}
+
+fn comparison_panels_2() -> Vec<Panel> {
+    vec![
+        panel(
+            "Errors and not sent",
+            "Failed requests, and slots never answered, per second.",
+            "short",
+            [
+                pair("loadgen_run_errors", ""),
+                vec![
+                    q(
+                        format!("max(loadgen_run_not_sent{{{RUN_A}}})"),
+                        "not sent A",
+                    ),
+                    q(
+                        format!("max(loadgen_run_not_sent{{{RUN_B}}} {SHIFT})"),
+                        "not sent B",
+                    ),
+                ],
+            ]
+            .concat(),
+        ),
+        panel(
+            "Outbox lag",
+            "Oldest unsent outbox row, sampled every second during each run (s).",
+            "s",
+            pair("loadgen_run_outbox_lag_seconds", ""),
+        ),
+        panel(
+            "Consumer lag",
+            "The notifier group's lag in messages, sampled every second.",
+            "short",
+            pair("loadgen_run_consumer_lag", ""),
+        ),
+        panel(
+            "Difference B − A: p99 and p50",
+            "Per second; above zero B is slower.",
+            "s",
+            vec![
+                q(diff("loadgen_run_latency_seconds", P99), "p99 B − A"),
+                q(diff("loadgen_run_latency_seconds", P50), "p50 B − A"),
+            ],
+        ),
+        panel(
+            "Difference B − A: throughput and errors",
+            "Per second; throughput below zero is B doing less.",
+            "short",
+            vec![
+                q(diff("loadgen_run_throughput", ""), "throughput B − A"),
+                q(diff("loadgen_run_errors", ""), "errors B − A"),
+            ],
+        ),
+    ]
 }
 
 /// Every dashboard: `(file name, JSON)`.
