@@ -336,17 +336,36 @@ pub fn table(a: &Report, b: &Report, rows: &[Row]) -> String {
     s
 }
 
+/// The verdict line of a compare.
+fn verdict_line(rows: &[Row]) -> &'static str {
+    if rows.iter().any(|r| r.verdict == Verdict::Worse) {
+        "B regressed (worse by more than --max-regression, 99 % interval above 0)"
+    } else {
+        "no regression"
+    }
+}
+
 /// The process exit code of a compare: 0 no regression, 4 a regression.
 fn verdict_exit(rows: &[Row]) -> std::process::ExitCode {
+    println!("verdict: {}", verdict_line(rows));
     if rows.iter().any(|r| r.verdict == Verdict::Worse) {
-        println!(
-            "verdict: B regressed (worse by more than --max-regression, 99 % interval above 0)"
-        );
         std::process::ExitCode::from(crate::config::EXIT_REGRESSION)
     } else {
-        println!("verdict: no regression");
         std::process::ExitCode::SUCCESS
     }
+}
+
+/// Writes compare.html (both runs overlaid, the table, the verdict) into B's run directory.
+pub fn write_html(b_path: &Path, a: &Report, b: &Report, rows: &[Row]) -> anyhow::Result<PathBuf> {
+    let dir = if b_path.is_dir() {
+        b_path.to_path_buf()
+    } else {
+        b_path.parent().map(PathBuf::from).unwrap_or_default()
+    };
+    let path = dir.join("compare.html");
+    let html = crate::html::render_compare(a, b, &table(a, b, rows), verdict_line(rows));
+    std::fs::write(&path, html).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// `loadgen compare A B`: two archived runs.
@@ -368,6 +387,8 @@ pub fn main(c: &CompareArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     let rows = compare(&a, &b, c.max_regression);
     print!("{}", table(&a.report, &b.report, &rows));
+    let html = write_html(&c.b, &a.report, &b.report, &rows)?;
+    println!("compare.html: {}", html.display());
     Ok(verdict_exit(&rows))
 }
 

@@ -87,6 +87,7 @@ async fn slo_breach_exits_3_and_compare_flags_an_injected_regression() {
         let v = report["corrected"][key].as_f64().unwrap();
         report["corrected"][key] = serde_json::json!(v * 3.0);
     }
+    report["run_id"] = serde_json::json!("slower");
     let b = out.path().join("slower");
     std::fs::create_dir_all(&b).unwrap();
     std::fs::write(
@@ -106,6 +107,15 @@ async fn slo_breach_exits_3_and_compare_flags_an_injected_regression() {
             .any(|l| l.starts_with("p99 ") && l.contains("REGRESSED")),
         "{text}"
     );
+    // compare.html beside B: the verdict, the table, both runs overlaid.
+    let html = std::fs::read_to_string(b.join("compare.html")).unwrap();
+    assert!(html.contains("<b>REGRESSED</b>"), "{html}");
+    assert!(html.contains("p99 latency from intended start"));
+    assert!(
+        html.contains(">A ok<") && html.contains(">B slower<"),
+        "both legends"
+    );
+    assert!(!html.contains("<script"), "self-contained");
 }
 
 /// Copies an interval log with every value multiplied by `factor`.
