@@ -33,6 +33,8 @@ pub struct Shared {
     warmup: Duration,
     /// Set once the attack is over: the backlog gauge then holds the report's count.
     finished: std::sync::atomic::AtomicBool,
+    /// Slots a worker has taken (sent, or being sent): released minus this is the backlog.
+    taken: std::sync::atomic::AtomicU64,
     /// Requests in flight now, and the most at once (the pool's real use; issue #17.6).
     in_flight: AtomicUsize,
     pub peak_in_flight: AtomicUsize,
@@ -69,6 +71,7 @@ impl Shared {
             live: crate::live::Live::new(args.run_id.as_deref().unwrap_or("unnamed"), args.rps),
             warmup: args.warmup,
             finished: std::sync::atomic::AtomicBool::new(false),
+            taken: std::sync::atomic::AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             peak_in_flight: AtomicUsize::new(0),
             // An answer can arrive up to the request timeout after a second ends (plus slack).
@@ -96,6 +99,14 @@ impl Shared {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Slots due and not yet taken by a worker: the generator's backlog.
+    pub fn waiting(&self) -> u64 {
+        self.started().map_or(0, |p| {
+            p.released()
+                .saturating_sub(self.taken.load(Ordering::Relaxed))
+        })
     }
 
     pub fn finished(&self) -> bool {
@@ -181,6 +192,7 @@ async fn step(shared: &Shared, user: &mut GooseUser) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         return;
     };
+    shared.taken.fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight::new(shared);
     let arrival = Arrival::new(shared, slot);
     match arrival.op {

@@ -130,7 +130,7 @@ impl Live {
         self.arrivals
             .inc_by(due.saturating_sub(self.arrivals.get()));
         if !shared.finished() {
-            self.not_sent.set(pacer.waiting() as i64);
+            self.not_sent.set(shared.waiting() as i64);
         }
         self.in_flight.set(shared.in_flight() as i64);
         let start_ms = pacer.t0_unix_us() / 1000 + shared.warmup().as_millis() as i64;

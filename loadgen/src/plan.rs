@@ -26,8 +26,6 @@ pub struct Pacer {
     interval: Duration,
     total: u64,
     released: Arc<AtomicU64>,
-    /// Slots a worker has taken (sent, or being sent).
-    taken: AtomicU64,
     /// One waiting worker holds the receiver; the others queue on the lock (FIFO), so a release
     /// wakes one worker, not every idle one.
     slots: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Slot>>,
@@ -88,7 +86,6 @@ impl Pacer {
             interval,
             total,
             released,
-            taken: AtomicU64::new(0),
             slots: tokio::sync::Mutex::new(slots),
         }
     }
@@ -123,19 +120,12 @@ impl Pacer {
         // Judged by the worker, not at release: a slot released while a worker was free can
         // still queue behind older slots that waited for one.
         slot.free = asked <= slot.due;
-        self.taken.fetch_add(1, Ordering::Relaxed);
         Some(slot)
     }
 
     /// Slots released so far.
     pub fn released(&self) -> u64 {
         self.released.load(Ordering::Relaxed)
-    }
-
-    /// Slots due and not yet taken by a worker: the generator's backlog.
-    pub fn waiting(&self) -> u64 {
-        self.released()
-            .saturating_sub(self.taken.load(Ordering::Relaxed))
     }
 }
 
