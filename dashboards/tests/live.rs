@@ -204,31 +204,9 @@ async fn every_dashboard_query_returns_data_from_live_prometheus() {
     };
     let targets_dir = std::env::var("PROMETHEUS_TARGETS").expect("stack env sets it");
 
-    let mut config = service::Config::embedded();
-    config.database_url = Some(world.db_url.clone());
-    config.redis_url = std::env::var("REDIS_URL").ok();
-    let api = service::App::build(config).await.unwrap();
-    let api_addr = api.addr();
-    tokio::spawn(api.run_until_stopped());
-    let relay = relay::App::build(relay::Config::for_tests(
-        &world.db_url,
-        &world.brokers,
-        &world.topic,
-    ))
-    .await
-    .unwrap();
-    let relay_addr = relay.addr();
-    tokio::spawn(relay.run_until_stopped());
-    let notifier = notifier::App::build(notifier::Config::for_tests(
-        &world.db_url,
-        &world.brokers,
-        &world.topic,
-        &world.dlq,
-    ))
-    .await
-    .unwrap();
-    let notifier_addr = notifier.addr();
-    tokio::spawn(notifier.run_until_stopped());
+    let system = test_support::System::start(&world).await;
+    let (api_addr, relay_addr, notifier_addr) =
+        (system.api.addr, system.relay.addr, system.notifier.addr);
     let _targets = Targets::write(
         &targets_dir,
         "system",

@@ -93,24 +93,19 @@ impl Shared {
         self.pacer.get()
     }
 
-    pub fn warmup(&self) -> Duration {
-        self.warmup
-    }
-
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    /// Slots due and not yet taken by a worker: the generator's backlog.
-    pub fn waiting(&self) -> u64 {
-        self.started().map_or(0, |p| {
-            p.released()
-                .saturating_sub(self.taken.load(Ordering::Relaxed))
-        })
-    }
-
-    pub fn finished(&self) -> bool {
-        self.finished.load(Ordering::Relaxed)
+    /// The live page: the run's series with the schedule's counts as of now.
+    pub fn live_page(&self) -> String {
+        let now = self.started().map(|p| {
+            let released = p.released();
+            crate::live::Schedule {
+                released,
+                waiting: (!self.finished.load(Ordering::Relaxed))
+                    .then(|| released.saturating_sub(self.taken.load(Ordering::Relaxed))),
+                in_flight: self.in_flight.load(Ordering::Relaxed),
+                window_start_ms: p.t0_unix_us() / 1000 + self.warmup.as_millis() as i64,
+            }
+        });
+        self.live.render(now)
     }
 
     /// The attack is over; `not_sent` is the report's count of measured slots never answered.

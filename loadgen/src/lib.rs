@@ -97,10 +97,11 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
     setup::seed(&target, &users, args.tickets_per_user, args.timeout).await?;
     let shared = Arc::new(Shared::new(&args, users));
     let stop_export = tokio_util::sync::CancellationToken::new();
-    let export = args
-        .metrics_addr
-        .0
-        .map(|addr| tokio::spawn(live::serve(addr, shared.clone(), stop_export.clone())));
+    let export = args.metrics_addr.0.map(|addr| {
+        let shared = shared.clone();
+        let page = move || shared.live_page();
+        tokio::spawn(live::serve(addr, page, stop_export.clone()))
+    });
 
     let scraper = Scraper::new(&args.relay_metrics, &args.notifier_metrics);
     let first = scraper.scrape().await;

@@ -15,14 +15,12 @@
 //! says where the measured window begins.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Op;
-use crate::engine::Shared;
 use crate::record::Sample;
 
 /// Seconds: fine below 20 ms, where the SLOs live, up to a minute of stall.
@@ -34,6 +32,18 @@ const LATENCY_BUCKETS: &[f64] = &[
 const DELAY_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
+
+/// What the schedule says at a scrape (engine::Shared::schedule).
+pub struct Schedule {
+    /// Slots released (due) so far.
+    pub released: u64,
+    /// Due and not yet taken by a worker; None once the run is over (the gauge then holds the
+    /// report's count).
+    pub waiting: Option<u64>,
+    pub in_flight: usize,
+    /// The measured window's start, Unix ms.
+    pub window_start_ms: i64,
+}
 
 pub struct Live {
     registry: ops::metrics::Registry,
@@ -122,19 +132,14 @@ impl Live {
     }
 
     /// The counts only the schedule knows, brought up to date before a scrape.
-    fn refresh(&self, shared: &Shared) {
-        let Some(pacer) = shared.started() else {
-            return;
-        };
-        let due = pacer.released();
+    fn refresh(&self, now: &Schedule) {
         self.arrivals
-            .inc_by(due.saturating_sub(self.arrivals.get()));
-        if !shared.finished() {
-            self.not_sent.set(shared.waiting() as i64);
+            .inc_by(now.released.saturating_sub(self.arrivals.get()));
+        if let Some(waiting) = now.waiting {
+            self.not_sent.set(waiting as i64);
         }
-        self.in_flight.set(shared.in_flight() as i64);
-        let start_ms = pacer.t0_unix_us() / 1000 + shared.warmup().as_millis() as i64;
-        self.window_start.set(start_ms as f64 / 1000.0);
+        self.in_flight.set(now.in_flight as i64);
+        self.window_start.set(now.window_start_ms as f64 / 1000.0);
     }
 
     /// After the run: the report's count of measured slots never answered.
@@ -142,15 +147,21 @@ impl Live {
         self.not_sent.set(n as i64);
     }
 
-    pub fn render(&self, shared: &Shared) -> String {
-        self.refresh(shared);
+    /// The page, the schedule's counts as of now (None before the schedule started).
+    pub fn render(&self, now: Option<Schedule>) -> String {
+        if let Some(now) = now {
+            self.refresh(&now);
+        }
         self.registry.render()
     }
 }
 
-/// Serves `/metrics` at `addr` until `stop`; a taken port (another run exporting) is a warning,
-/// not a failed run.
-pub async fn serve(addr: SocketAddr, shared: Arc<Shared>, stop: CancellationToken) {
+/// Serves `/metrics` (the text `page` makes) at `addr` until `stop`; a taken port (another run
+/// exporting) is a warning, not a failed run.
+pub async fn serve<F>(addr: SocketAddr, page: F, stop: CancellationToken)
+where
+    F: Fn() -> String + Clone + Send + Sync + 'static,
+{
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -161,14 +172,14 @@ pub async fn serve(addr: SocketAddr, shared: Arc<Shared>, stop: CancellationToke
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let shared = shared.clone();
+            let page = page.clone();
             async move {
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4",
                     )],
-                    shared.live.render(&shared),
+                    page(),
                 )
             }
         }),

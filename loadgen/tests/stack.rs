@@ -9,16 +9,9 @@ use test_support::pipeline as stack;
 
 /// The API on the world's database and a relay publishing its outbox, both in-process.
 async fn start_api_and_relay(world: &stack::World) -> (std::net::SocketAddr, std::net::SocketAddr) {
-    let mut config = service::Config::embedded();
-    config.database_url = Some(world.db_url.clone());
-    let api = service::App::build(config).await.unwrap();
-    let api_addr = api.addr();
-    tokio::spawn(api.run_until_stopped());
-    let config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
-    let relay = relay::App::build(config).await.unwrap();
-    let relay_addr = relay.addr();
-    tokio::spawn(relay.run_until_stopped());
-    (api_addr, relay_addr)
+    let api = test_support::spawn_api(world.api_config()).await;
+    let relay = test_support::spawn_relay(world.relay_config()).await;
+    (api.addr, relay.addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,16 +20,9 @@ async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
         return;
     };
     let (api_addr, relay_addr) = start_api_and_relay(&world).await;
-    let notifier = notifier::App::build(notifier::Config::for_tests(
-        &world.db_url,
-        &world.brokers,
-        &world.topic,
-        &world.dlq,
-    ))
-    .await
-    .unwrap();
-    let notifier_addr = notifier.addr();
-    tokio::spawn(notifier.run_until_stopped());
+    let notifier_addr = test_support::spawn_notifier(world.notifier_config())
+        .await
+        .addr;
 
     let out = tempfile::tempdir().unwrap();
     let cli = loadgen::Cli::parse_from([

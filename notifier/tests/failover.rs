@@ -88,18 +88,8 @@ async fn start_notifier(
     tokio_util::sync::CancellationToken,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
-    let notifier = notifier::App::build(notifier::Config::for_tests(
-        &world.db_url,
-        &world.brokers,
-        &world.topic,
-        &world.dlq,
-    ))
-    .await
-    .unwrap();
-    (
-        notifier.shutdown_token(),
-        tokio::spawn(notifier.run_until_stopped()),
-    )
+    let notifier = test_support::spawn_notifier(world.notifier_config()).await;
+    (notifier.stop, notifier.task)
 }
 
 async fn notifications(world: &World) -> i64 {
