@@ -19,8 +19,8 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// `(error, result count)` of an instant query at `at` (Unix seconds).
-    async fn query(&self, expr: &str, at: f64) -> Result<usize, String> {
+    /// The result of an instant query at `at` (Unix seconds), or Prometheus's error.
+    async fn instant(&self, expr: &str, at: f64) -> Result<Value, String> {
         let body: Value = self
             .client
             .get(format!("{}/api/v1/query", self.url))
@@ -34,7 +34,12 @@ impl Prometheus {
         if body["status"] != "success" {
             return Err(body["error"].as_str().unwrap_or("?").to_string());
         }
-        Ok(match &body["data"]["result"] {
+        Ok(body["data"]["result"].clone())
+    }
+
+    /// How many series (or 1 for a scalar) an instant query at `at` returns.
+    async fn query(&self, expr: &str, at: f64) -> Result<usize, String> {
+        Ok(match &self.instant(expr, at).await? {
             Value::Array(r) => r.len(),
             Value::Null => 0,
             _ => 1, // a scalar
@@ -267,23 +272,8 @@ async fn every_dashboard_query_returns_data_from_live_prometheus() {
         .find(|(at, _)| at == "variable \"shift_b\"")
         .map(|(_, e)| substitute(&e, &vars))
         .expect("the comparison has a shift_b variable");
-    let body: Value = prometheus
-        .client
-        .get(format!("{}/api/v1/query", prometheus.url))
-        .query(&[
-            ("query", shift_query.as_str()),
-            ("time", &format!("{in_b:.3}")),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let shift = body["data"]["result"][0]["value"][1]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let result = prometheus.instant(&shift_query, in_b).await.unwrap();
+    let shift = result[0]["value"][1].as_str().unwrap().to_string();
     let shift_s: f64 = shift.parse().unwrap();
     assert!(
         shift_s < 0.0,
