@@ -23,10 +23,12 @@ lint:
 	python3 infra/dev/module-cycles
 
 ## test: install/start the local stack (idempotent), run every test against it (single-node
-## Kafka), the e2e check, then the failover tests on the 3-node Kafka cluster
+## Kafka), the e2e check, the offline deployment checks, then the failover tests on the 3-node
+## Kafka cluster
 test: stack-up
 	$(TEST_ENV) cargo test --workspace
 	E2E_NO_BUILD=1 infra/local/e2e
+	infra/deploy/check
 	$(MAKE) test-cluster
 
 ## test-cluster: switch the stack to the 3-node Kafka cluster and run the broker failover tests

@@ -29,6 +29,8 @@ const APT_PACKAGES: &[&str] = &[
     "prometheus-postgres-exporter",
     "prometheus-redis-exporter",
     "chromium",
+    // The offline deployment checks (infra/deploy/check) keep their Python tools in a venv.
+    "python3-venv",
 ];
 
 pub fn all(s: &Settings) -> anyhow::Result<()> {
