@@ -4,7 +4,7 @@
 //! without data is one line saying so) and the summary tables as HTML.
 
 use crate::pipeline::PipelinePoint;
-use crate::report::{Report, SecondPoint};
+use crate::report::{Mark, Report, SecondPoint};
 
 struct Series<'a> {
     name: &'a str,
@@ -25,8 +25,15 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// A line chart; `log_x` plots x as -log10(1 - p/100) (percentile spectrum).
-fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>], log_x: bool) -> String {
+/// A line chart; `log_x` plots x as -log10(1 - p/100) (percentile spectrum). `marks` are
+/// shaded behind the lines (x in the chart's own units).
+fn chart(
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    series: &[Series<'_>],
+    log_x: bool,
+    marks: &[Mark],
+) -> String {
     let tx = |x: f64| {
         if log_x {
             -(1.0 - x / 100.0).max(1e-6).log10()
@@ -63,6 +70,7 @@ fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>], log_x
     };
     let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
     let plot = Plot { x0, x1, y1 };
+    shade(&mut svg, &plot, marks);
     axes(&mut svg, &plot, log_x);
     svg.push_str(&format!(
         "<text x='{}' y='{}' font-size='11' text-anchor='middle'>{}</text>\
@@ -93,6 +101,25 @@ impl Plot {
 
     fn py(&self, y: f64) -> f64 {
         H - PAD_B - y / self.y1 * (H - PAD_B - PAD_T)
+    }
+}
+
+/// Each mark as a shaded band across the plot, clipped to it, labelled at its top.
+fn shade(svg: &mut String, p: &Plot, marks: &[Mark]) {
+    for m in marks {
+        let (a, b) = (
+            p.px(m.start_s.clamp(p.x0, p.x1)),
+            p.px(m.end_s.clamp(p.x0, p.x1)),
+        );
+        svg.push_str(&format!(
+            "<rect x='{a:.1}' y='{PAD_T}' width='{:.1}' height='{}' fill='#f39c12' fill-opacity='0.18'/>\
+             <text x='{:.1}' y='{}' font-size='10' fill='#b9770e'>{}</text>",
+            (b - a).max(1.5),
+            H - PAD_B - PAD_T,
+            a + 2.0,
+            PAD_T + 10.0,
+            esc(&m.label)
+        ));
     }
 }
 
@@ -341,6 +368,27 @@ pub fn render(r: &Report) -> String {
     )
 }
 
+/// A chart over the seconds of a measured window, for pages other than the report (a drill's):
+/// `(name, colour, points)` per line, `marks` shaded.
+pub fn time_chart(
+    title: &str,
+    y_label: &str,
+    lines: &[(&str, &str, Vec<(f64, f64)>)],
+    marks: &[Mark],
+) -> String {
+    let lines: Vec<Series<'_>> = lines
+        .iter()
+        .map(|(name, color, points)| series(name, color, points.clone()))
+        .collect();
+    chart(
+        title,
+        ("seconds into the measured window", y_label),
+        &lines,
+        false,
+        marks,
+    )
+}
+
 fn series<'a>(name: &'a str, color: &'a str, points: Vec<(f64, f64)>) -> Series<'a> {
     Series {
         name,
@@ -356,13 +404,14 @@ fn maybe_chart(
     y: &str,
     series: &[Series<'_>],
     log_x: bool,
+    marks: &[Mark],
 ) -> (String, Option<String>) {
     let has_data = series
         .iter()
         .any(|s| s.points.iter().any(|(x, y)| x.is_finite() && y.is_finite()));
     (
         title.to_string(),
-        has_data.then(|| chart(title, x, y, series, log_x)),
+        has_data.then(|| chart(title, (x, y), series, log_x, marks)),
     )
 }
 
@@ -401,6 +450,7 @@ fn charts(r: &Report) -> Vec<(String, Option<String>)> {
                 series("p50", "#2980b9", per_second(r, |p| p.p50_ms)),
             ],
             false,
+            &r.marks,
         ),
         maybe_chart(
             "Throughput (successful answers per second)",
@@ -416,6 +466,7 @@ fn charts(r: &Report) -> Vec<(String, Option<String>)> {
                 ),
             ],
             false,
+            &r.marks,
         ),
         maybe_chart(
             "Outbox lag: age of the oldest unsent row (relay)",
@@ -427,6 +478,7 @@ fn charts(r: &Report) -> Vec<(String, Option<String>)> {
                 pipeline_points(r, |p| p.outbox_lag_seconds, 1000.0),
             )],
             false,
+            &r.marks,
         ),
         maybe_chart(
             "Consumer lag, all partitions (notifier)",
@@ -438,6 +490,7 @@ fn charts(r: &Report) -> Vec<(String, Option<String>)> {
                 pipeline_points(r, |p| p.consumer_lag, 1.0),
             )],
             false,
+            &r.marks,
         ),
         (
             "Latency per endpoint".to_string(),
@@ -449,6 +502,7 @@ fn charts(r: &Report) -> Vec<(String, Option<String>)> {
             "ms",
             &[series("latency", "#c0392b", r.spectrum.clone())],
             true,
+            &[],
         ),
     ]
 }
@@ -541,6 +595,7 @@ pub fn render_compare(a: &Report, b: &Report, table: &str, verdict: &str) -> Str
                 series(&label_b, "#c0392b", per_second(b, f)),
             ],
             false,
+            &[],
         )
     };
     let lag = |title: &str, y: &str, f: fn(&PipelinePoint) -> Option<f64>, scale: f64| {
@@ -553,6 +608,7 @@ pub fn render_compare(a: &Report, b: &Report, table: &str, verdict: &str) -> Str
                 series(&label_b, "#c0392b", pipeline_points(b, f, scale)),
             ],
             false,
+            &[],
         )
     };
     let charts = vec![
@@ -575,6 +631,7 @@ pub fn render_compare(a: &Report, b: &Report, table: &str, verdict: &str) -> Str
                 series(&label_b, "#c0392b", b.spectrum.clone()),
             ],
             true,
+            &[],
         ),
     ];
     let regressed = verdict.contains("regressed");
@@ -654,6 +711,27 @@ mod tests {
              Consumer lag, all partitions (notifier)"
         ));
         assert!(!html.contains("Consumer lag, all partitions (notifier)</text>"));
+    }
+
+    #[test]
+    fn a_marked_span_is_shaded_on_every_time_chart_and_nowhere_else() {
+        let mut r = report();
+        r.marks = vec![Mark {
+            label: "kill api-1".into(),
+            start_s: 4.0,
+            end_s: 8.0,
+        }];
+        let html = render(&r);
+        // Latency and throughput have data here (the lag charts have none); the spectrum never
+        // gets the band.
+        assert_eq!(html.matches("fill-opacity='0.18'").count(), 2, "{html}");
+        assert_eq!(html.matches(">kill api-1</text>").count(), 2);
+        // x 4..8 of 0..11 on a 684-px-wide plot starting at 60: from 308.7, 248.7 wide.
+        assert!(
+            html.contains("<rect x='308.7' y='40' width='248.7'"),
+            "{html}"
+        );
+        assert!(!render(&report()).contains("fill-opacity='0.18'"));
     }
 
     #[test]

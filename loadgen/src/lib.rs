@@ -200,7 +200,7 @@ async fn audit(
 }
 
 /// Writes report.json, report.md and report.html into `dir`.
-fn write_report(report: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
+pub fn write_report(report: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
         dir.join("report.json"),

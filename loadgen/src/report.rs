@@ -76,6 +76,14 @@ pub struct PipelineSummary {
     pub exact: Option<crate::audit::EventLatency>,
 }
 
+/// A labelled span of the measured window, in seconds from its start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mark {
+    pub label: String,
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
     pub run_id: String,
@@ -86,6 +94,9 @@ pub struct Report {
     /// written before it was recorded.
     #[serde(default)]
     pub window_start_unix_ms: Option<i64>,
+    /// Spans shaded on every time-series chart (a drill's fault, from injection to heal).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Mark>,
     pub config: serde_json::Value,
     pub environment: Environment,
     pub target: String,

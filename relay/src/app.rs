@@ -38,6 +38,14 @@ impl App {
         let limits = config.session_limits();
         let max = config.db_max_connections.max(3);
         let pool = ops::postgres::worker_pool(config.database_url(), max, limits).await?;
+        if let Some(name) = &config.relay_id {
+            let released = crate::outbox::release_own_claims(&pool, name)
+                .await
+                .context("releasing this relay's claims from before its restart")?;
+            if released > 0 {
+                tracing::warn!(released, relay_id = %name, "claims of this relay's previous run returned to pending");
+            }
+        }
         let producer = publish::producer(&config)?;
         let publisher = Publisher::new(producer, config.topic.clone(), config.chaos_failure_rate);
         let metrics = Arc::new(Metrics::new());

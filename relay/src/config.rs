@@ -48,7 +48,9 @@ pub struct Config {
     #[arg(long, env = "RELAY_TOPIC", default_value = contracts::topics::TICKETS_EVENTS)]
     pub topic: String,
 
-    /// This relay's name in `outbox_events.claimed_by`. Default: `relay-<host>-<pid>`.
+    /// This relay's name in `outbox_events.claimed_by`. Default: `relay-<host>-<pid>`. Give each
+    /// relay a stable, unique name (a StatefulSet's pod name): on start a named relay returns the
+    /// rows its previous run still held, instead of leaving them to the claim timeout.
     #[arg(long, env = "RELAY_ID")]
     pub relay_id: Option<String>,
 

@@ -127,6 +127,25 @@ pub async fn reap(pool: &PgPool, timeout: Duration) -> sqlx::Result<u64> {
     Ok(done.rows_affected())
 }
 
+/// A relay started under an explicit name (`RELAY_ID`) is the same relay restarted: whatever
+/// that name still holds was claimed by its previous life, which is dead (two live relays never
+/// share a name). Those rows go back to pending now rather than after the claim timeout, so a
+/// crash-restart does not hold its last batch for a minute. Like the reaper, a row may already
+/// be in Kafka; the notifier's dedup absorbs the twin.
+pub async fn release_own_claims(pool: &PgPool, relay_id: &str) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE outbox_events
+         SET status = 'pending', attempts = attempts + 1, next_attempt_at = now(),
+             last_error = 'claim released: relay ' || claimed_by || ' restarted',
+             claimed_at = NULL, claimed_by = NULL
+         WHERE status = 'processing' AND claimed_by = $1",
+    )
+    .bind(relay_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Deletes sent rows published more than `age` ago, at most `batch` per statement and
 /// `max_batches` statements per call, so a sweep never holds long locks.
 pub async fn purge_sent(

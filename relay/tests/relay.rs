@@ -372,6 +372,45 @@ async fn reaper_returns_claims_of_a_dead_relay_and_they_are_published() {
 }
 
 #[tokio::test]
+async fn a_named_relay_restarted_after_a_crash_publishes_its_old_claims_at_once() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    let ids = world.insert_events(3).await;
+    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    config.relay_id = Some("relay-2".into());
+    let crashed = App::build(config.clone()).await.unwrap().relay();
+    assert_eq!(crashed.claim().await.unwrap().len(), 3);
+    drop(crashed); // killed between claim and publish: the rows stay 'processing'
+
+    // Another relay's claims are not touched by relay-2's restart.
+    config.relay_id = Some("relay-1".into());
+    let other = App::build(config.clone()).await.unwrap().relay();
+    let extra = world.insert_events(1).await;
+    assert_eq!(other.claim().await.unwrap().len(), 1);
+
+    config.relay_id = Some("relay-2".into());
+    let restarted = App::build(config).await.unwrap().relay();
+    let outcome = restarted.relay_once().await.unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Relayed {
+            claimed: 3,
+            published: 3,
+            failed: 0
+        },
+        "its own three, long before the claim timeout ({:?})",
+        relay::Config::for_tests("", "", "").claim_timeout
+    );
+    let seen = published(&world);
+    assert!(ids.iter().all(|id| seen.get(id) == Some(&1)));
+    assert!(
+        !seen.contains_key(&extra[0]),
+        "relay-1's claim stays relay-1's"
+    );
+}
+
+#[tokio::test]
 async fn an_idle_relay_is_woken_by_notify_long_before_its_poll() {
     let Some(world) = World::new(1).await else {
         return;

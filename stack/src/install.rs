@@ -31,6 +31,8 @@ const APT_PACKAGES: &[&str] = &[
     "chromium",
     // The offline deployment checks (infra/deploy/check) keep their Python tools in a venv.
     "python3-venv",
+    // The failover drills' load balancer in front of two API replicas (issue #15).
+    "haproxy",
 ];
 
 pub fn all(s: &Settings) -> anyhow::Result<()> {

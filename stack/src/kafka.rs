@@ -455,6 +455,11 @@ share.coordinator.state.topic.replication.factor={rf}
 share.coordinator.state.topic.min.isr={isr}
 # A consumer group starts consuming at once instead of waiting 3 s for more members.
 group.initial.rebalance.delay.ms=0
+# A node that dies without a word (kill -9, a lost host) is fenced by the controller after 4 s
+# without a heartbeat (default 9 s), and its partitions and group coordinators move then: a
+# client waits that long before it sees new leaders. Heartbeats every second (default 2 s).
+broker.session.timeout.ms=4000
+broker.heartbeat.interval.ms=1000
 # Sized for a 2-core box: fewer threads, smaller segments, a day of retention.
 num.network.threads=2
 num.io.threads=4

@@ -61,6 +61,8 @@ enum Cmd {
     Install,
     /// Stop only Garage (outage drills; `up` starts it again).
     StopS3,
+    /// Restart PostgreSQL: fast shutdown (open sessions are cut), then start (drills).
+    PgRestart,
     /// Stop Kafka node N with SIGTERM (controlled shutdown).
     KafkaStop { node: u8 },
     /// kill -9 Kafka node N, as a crash would.
@@ -128,6 +130,10 @@ fn run(command: Cmd) -> anyhow::Result<ExitCode> {
         ),
         Cmd::Install => install::all(&s)?,
         Cmd::StopS3 => Garage(&s).down(),
+        Cmd::PgRestart => {
+            Postgres(&s).down()?;
+            Postgres(&s).up()?;
+        }
         Cmd::KafkaStop { node } => kafka.stop_node(node_of(&kafka, node)?, node, Stop::Term),
         Cmd::KafkaKill { node } => kafka.stop_node(node_of(&kafka, node)?, node, Stop::Kill),
         Cmd::KafkaStart { node } => {

@@ -1,0 +1,249 @@
+//! A drill's run: loadgen through the balancer, the fault injected at its second of the
+//! measured window and healed after its hold, every action timed against the window.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use loadgen::report::{Mark, Report};
+use tokio::process::Command;
+
+use crate::Cli;
+use crate::measure::Outcome;
+use crate::plan::{Drill, Fault, Timeline};
+use crate::system::Ha;
+
+/// What happened when, in seconds from the window's start.
+pub type Events = Vec<(f64, String)>;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs loadgen and the fault; returns loadgen's report, what was done when (the fault when
+/// its injection began, the heal when it was complete: a restarted process ready again), and
+/// the system (still running, for the lag query). `timeline` is the plan.
+pub async fn execute(
+    cli: &Cli,
+    drill: &Drill,
+    timeline: &Timeline,
+    mut ha: Ha,
+    out: &Path,
+) -> anyhow::Result<(Report, Events, Ha)> {
+    let live = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let args = loadgen_args(cli, drill, timeline, &ha, out, live);
+    // Side by side on this task (loadgen's run is not Send): the load, and the fault timed
+    // against the load's window.
+    let faults = async {
+        let start_ms = window_start(live).await?;
+        let at = |s: f64| start_ms + (s * 1000.0) as i64;
+        let since = |ms: i64| (ms - start_ms) as f64 / 1000.0;
+        let mut events = Events::new();
+        if !drill.whole_run() {
+            sleep_until(at(timeline.fault_at_s)).await;
+            let injected = now_ms();
+            let what = inject(drill.fault, &mut ha).await?;
+            events.push((since(injected), format!("fault: {what}")));
+            if drill.hold_s > 0.0 {
+                sleep_until(at(timeline.heal_at_s)).await;
+            }
+            let healed = heal(drill.fault, &mut ha).await?;
+            events.push((since(now_ms()), format!("healed: {healed}")));
+        }
+        anyhow::Ok(events)
+    };
+    let (load, events) = tokio::join!(loadgen::run(args), faults);
+    let (report, _dir) = load.context("loadgen")?;
+    Ok((report, events?, ha))
+}
+
+/// The window's start (Unix ms), read from loadgen's live endpoint once its schedule exists
+/// (after seeding).
+async fn window_start(live: std::net::SocketAddr) -> anyhow::Result<i64> {
+    let url = format!("http://{live}/metrics");
+    let client = reqwest::Client::new();
+    for _ in 0..1200 {
+        if let Ok(r) = client.get(&url).send().await {
+            let page = loadgen::pipeline::parse(&r.text().await.unwrap_or_default());
+            let start = loadgen::pipeline::sum(&page, "loadgen_window_start_seconds");
+            if let Some(s) = start.filter(|s| *s > 0.0) {
+                return Ok((s * 1000.0) as i64);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("loadgen's schedule did not start within 120 s")
+}
+
+async fn sleep_until(unix_ms: i64) {
+    let wait = unix_ms - now_ms();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+}
+
+fn loadgen_args(
+    cli: &Cli,
+    drill: &Drill,
+    t: &Timeline,
+    ha: &Ha,
+    out: &Path,
+    live: std::net::SocketAddr,
+) -> loadgen::RunArgs {
+    // The survivors' metrics: replica 1 of each is never the one a drill kills.
+    let argv: Vec<String> = [
+        "loadgen",
+        "--target",
+        &ha.target(),
+        "--rps",
+        &cli.rps.to_string(),
+        "--duration",
+        &format!("{}ms", (t.window_s * 1000.0) as u64),
+        "--warmup",
+        &format!("{}ms", cli.warmup.as_millis()),
+        "--database-url",
+        &ha.world.db_url,
+        "--relay-metrics",
+        &ha.relays[0].metrics_url(),
+        "--notifier-metrics",
+        &ha.notifiers[0].metrics_url(),
+        "--out",
+        &out.display().to_string(),
+        "--run-id",
+        drill.name,
+        "--metrics-addr",
+        &live.to_string(),
+        "--audit-timeout",
+        "180s",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    loadgen::Cli::parse_from(argv).run
+}
+
+async fn stack(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(crate::system::stack_script())
+        .args(args)
+        .env("STACK_KAFKA_NODES", "3")
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!(
+            "stack {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Injects the fault; says what it did.
+async fn inject(fault: Fault, ha: &mut Ha) -> anyhow::Result<String> {
+    Ok(match fault {
+        Fault::KillApi => {
+            ha.apis[1].kill9().await?;
+            format!("kill -9 {}", ha.apis[1].name)
+        }
+        Fault::KillRelay => {
+            ha.relays[1].kill9().await?;
+            format!("kill -9 {}", ha.relays[1].name)
+        }
+        Fault::KillNotifier => {
+            ha.notifiers[1].kill9().await?;
+            format!("kill -9 {}", ha.notifiers[1].name)
+        }
+        Fault::KillKafkaLeader => {
+            let node = stack(&["kafka-leader", &ha.world.topic]).await?;
+            stack(&["kafka-kill", &node]).await?;
+            ha.killed_node = Some(node.clone());
+            format!("kill -9 Kafka node {node} (leader of most partitions)")
+        }
+        Fault::RedisDown => {
+            proxy(&ha.proxies.api_redis)?.down();
+            "Redis cut off from the APIs".into()
+        }
+        Fault::PostgresRestart => {
+            stack(&["pg-restart"]).await?;
+            "PostgreSQL restarted (fast shutdown, start)".into()
+        }
+        Fault::PostgresLatency => {
+            let ms = Duration::from_millis(50);
+            proxy(&ha.proxies.api_db)?.set_latency(ms, ms);
+            "+50 ms each way APIs ↔ Postgres".into()
+        }
+        Fault::NotifierDbDown => {
+            proxy(&ha.proxies.notifier_db)?.down();
+            "Postgres cut off from the notifiers".into()
+        }
+        Fault::PublishChaos => "20 % of publishes fail".into(),
+    })
+}
+
+/// Undoes the fault; says what it did.
+async fn heal(fault: Fault, ha: &mut Ha) -> anyhow::Result<String> {
+    Ok(match fault {
+        Fault::KillApi => restart(&mut ha.apis[1]).await?,
+        Fault::KillRelay => restart(&mut ha.relays[1]).await?,
+        Fault::KillNotifier => restart(&mut ha.notifiers[1]).await?,
+        Fault::KillKafkaLeader => {
+            // Healed when the node is started, as an operator would; it rejoins as a follower
+            // (a JVM start takes 5-30 s here) while the load goes on.
+            let node = ha.killed_node.take().context("no Kafka node was killed")?;
+            let n = node.clone();
+            ha.starting = Some(tokio::spawn(
+                async move { stack(&["kafka-start", &n]).await },
+            ));
+            format!("Kafka node {node} being started")
+        }
+        Fault::RedisDown => {
+            proxy(&ha.proxies.api_redis)?.up();
+            "Redis reachable again".into()
+        }
+        Fault::PostgresRestart => "PostgreSQL accepting connections".into(),
+        Fault::PostgresLatency => {
+            proxy(&ha.proxies.api_db)?.set_latency(Duration::ZERO, Duration::ZERO);
+            "latency removed".into()
+        }
+        Fault::NotifierDbDown => {
+            proxy(&ha.proxies.notifier_db)?.up();
+            "Postgres reachable again".into()
+        }
+        Fault::PublishChaos => "chaos stays on".into(),
+    })
+}
+
+async fn restart(p: &mut crate::system::Proc) -> anyhow::Result<String> {
+    p.start().await?;
+    Ok(format!("{} restarted and ready", p.name))
+}
+
+fn proxy(p: &Option<test_support::FaultProxy>) -> anyhow::Result<&test_support::FaultProxy> {
+    p.as_ref()
+        .context("the drill's fault proxy was not started")
+}
+
+/// The timeline as it happened: the plan's window with the events' fault and heal times.
+pub fn actual(plan: &Timeline, events: &Events) -> Timeline {
+    match events.as_slice() {
+        [(fault, _), (heal, _), ..] => Timeline {
+            fault_at_s: *fault,
+            heal_at_s: *heal,
+            window_s: plan.window_s,
+        },
+        _ => *plan,
+    }
+}
+
+/// The fault's span on every chart: from injection to heal as they happened.
+pub fn marks(drill: &Drill, o: &Outcome) -> Vec<Mark> {
+    let t = o.timeline.unwrap_or_default();
+    vec![Mark {
+        label: drill.name.to_owned(),
+        start_s: t.fault_at_s,
+        end_s: t.heal_at_s.max(t.fault_at_s + 0.5),
+    }]
+}

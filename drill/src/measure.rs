@@ -1,0 +1,426 @@
+//! What a drill measured, and the verdict against what it expected.
+//!
+//! - Latency and errors per second come from the loadgen report (corrected for coordinated
+//!   omission: a request that waited out the fault counts from its intended start).
+//! - Lags per second come from the database, per event, exactly: every outbox row of the
+//!   window has `created_at` (the commit), `published_at` (Kafka acked it) and a
+//!   `processed_events.processed_at` (the notifier handled it). A second's figure is the worst
+//!   of the events committed in it, so an event that waited out the fault counts in the second
+//!   it was written, and a backlog after heal shows until it has drained.
+//! - Recovery: the pre-fault band is the seconds before the fault (the first 3 skipped); a
+//!   second is inside it when its p99 and both lags are at most max(the band's worst second,
+//!   twice its median) plus a floor (1 ms latency, 50 ms lag) and it had no error. Recovered
+//!   at the first second at or after heal that starts 5 seconds in a row inside the band;
+//!   recovery time is that second minus the heal time (0 when the fault never left the band).
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use loadgen::report::Report;
+
+use crate::plan::{Drill, Errors, Timeline};
+
+/// Seconds before the fault skipped when taking the pre-fault band (ramp and cold caches).
+const BAND_SKIP_S: usize = 3;
+/// Seconds in a row inside the band that count as recovered.
+const STABLE_S: usize = 5;
+const LATENCY_FLOOR_MS: f64 = 1.0;
+const LAG_FLOOR_MS: f64 = 50.0;
+
+/// One second of the window, by the commit time of its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LagPoint {
+    pub t: i64,
+    pub events: i64,
+    /// Worst commit → Kafka ack of the second's events.
+    pub outbox_max_ms: Option<f64>,
+    /// Worst Kafka ack → handled by the notifier.
+    pub consume_max_ms: Option<f64>,
+    /// Worst commit → handled (end to end).
+    pub e2e_max_ms: Option<f64>,
+    /// Events of the second never handled (the audit says whether they were lost).
+    pub unprocessed: i64,
+}
+
+/// Per-second lags of the events committed in `[start, start + window)`.
+pub async fn lags(pool: &PgPool, start_ms: i64, window_s: f64) -> sqlx::Result<Vec<LagPoint>> {
+    let rows: Vec<(i64, i64, Option<f64>, Option<f64>, Option<f64>, i64)> = sqlx::query_as(
+        "SELECT floor((extract(epoch FROM o.created_at) * 1000 - $1) / 1000)::int8 AS t,
+                count(*),
+                max(extract(epoch FROM o.published_at - o.created_at) * 1000)::float8,
+                max(extract(epoch FROM p.processed_at - o.published_at) * 1000)::float8,
+                max(extract(epoch FROM p.processed_at - o.created_at) * 1000)::float8,
+                count(*) FILTER (WHERE p.event_id IS NULL)
+         FROM outbox_events o LEFT JOIN processed_events p USING (event_id)
+         WHERE o.created_at >= to_timestamp($1 / 1000.0)
+           AND o.created_at < to_timestamp(($1 + $2 * 1000) / 1000.0)
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind(start_ms as f64)
+    .bind(window_s)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(t, events, outbox, consume, e2e, unprocessed)| LagPoint {
+            t,
+            events,
+            outbox_max_ms: outbox,
+            consume_max_ms: consume,
+            e2e_max_ms: e2e,
+            unprocessed,
+        })
+        .collect())
+}
+
+/// The upper edges of the pre-fault band.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Band {
+    pub p99_ms: f64,
+    pub outbox_ms: f64,
+    pub e2e_ms: f64,
+    /// Seconds the band was taken from.
+    pub seconds: usize,
+}
+
+/// Everything the drill's report and scoreboard say.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outcome {
+    pub drill: String,
+    pub rps: f64,
+    pub timeline: Option<TimelineOut>,
+    pub requests: u64,
+    pub errors: u64,
+    /// First and last second with an error.
+    pub error_window_s: Option<(u64, u64)>,
+    pub not_sent: u64,
+    pub p99_ms: Option<f64>,
+    pub max_outbox_lag_ms: Option<f64>,
+    pub max_consume_lag_ms: Option<f64>,
+    pub max_e2e_lag_ms: Option<f64>,
+    pub band: Band,
+    /// None: never back inside the band before the window ended (or no heal in the window).
+    pub recovery_s: Option<f64>,
+    pub lost: i64,
+    pub duplicated: i64,
+    pub unconfirmed: i64,
+    pub audited: bool,
+    /// The expectations missed, one sentence each; empty = pass.
+    pub misses: Vec<String>,
+    /// What the drill did, when (seconds into the window).
+    pub events: Vec<(f64, String)>,
+    pub lags: Vec<LagPoint>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimelineOut {
+    pub fault_at_s: f64,
+    pub heal_at_s: f64,
+    pub window_s: f64,
+}
+
+impl From<Timeline> for TimelineOut {
+    fn from(t: Timeline) -> Self {
+        Self {
+            fault_at_s: t.fault_at_s,
+            heal_at_s: t.heal_at_s,
+            window_s: t.window_s,
+        }
+    }
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.misses.is_empty()
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn edge(values: Vec<f64>, floor: f64) -> f64 {
+    let worst = values.iter().copied().fold(0.0, f64::max);
+    worst.max(2.0 * median(values)) + floor
+}
+
+/// The band from the seconds in `[BAND_SKIP_S, fault_at)`.
+pub fn band(report: &Report, lags: &[LagPoint], fault_at_s: f64) -> Band {
+    let end = fault_at_s.floor() as usize;
+    let from = BAND_SKIP_S.min(end / 2);
+    let inside = |t: i64| (from as i64..end as i64).contains(&t);
+    let p99: Vec<f64> = (report.series.iter())
+        .filter(|p| inside(p.t as i64))
+        .filter_map(|p| p.p99_ms)
+        .collect();
+    let lag = |f: fn(&LagPoint) -> Option<f64>| -> Vec<f64> {
+        lags.iter().filter(|l| inside(l.t)).filter_map(f).collect()
+    };
+    Band {
+        seconds: end - from,
+        p99_ms: edge(p99, LATENCY_FLOOR_MS),
+        outbox_ms: edge(lag(|l| l.outbox_max_ms), LAG_FLOOR_MS),
+        e2e_ms: edge(lag(|l| l.e2e_max_ms), LAG_FLOOR_MS),
+    }
+}
+
+/// Whether second `t` is inside the band. A second without answers or events has nothing out
+/// of band; an event never handled is out of band.
+fn in_band(report: &Report, lags: &[LagPoint], band: &Band, t: u64) -> bool {
+    let second = report.series.iter().find(|p| p.t == t);
+    let lag = lags.iter().find(|l| l.t == t as i64);
+    let calm = second.is_none_or(|p| p.errors == 0 && p.p99_ms.is_none_or(|v| v <= band.p99_ms));
+    let drained = lag.is_none_or(|l| {
+        l.unprocessed == 0
+            && l.outbox_max_ms.is_none_or(|v| v <= band.outbox_ms)
+            && l.e2e_max_ms.is_none_or(|v| v <= band.e2e_ms)
+    });
+    calm && drained
+}
+
+/// Seconds from heal until the first run of `STABLE_S` seconds inside the band (fewer when the
+/// window ends first, but at least 2).
+pub fn recovery(report: &Report, lags: &[LagPoint], band: &Band, t: &Timeline) -> Option<f64> {
+    let last = t.window_s.ceil() as u64; // exclusive
+    let first = t.heal_at_s.floor() as u64;
+    (first..last).find_map(|s| {
+        let run = (s..(s + STABLE_S as u64).min(last)).collect::<Vec<_>>();
+        (run.len() >= 2 && run.iter().all(|&x| in_band(report, lags, band, x)))
+            .then(|| (s as f64 - t.heal_at_s).max(0.0))
+    })
+}
+
+fn max_of(lags: &[LagPoint], f: fn(&LagPoint) -> Option<f64>) -> Option<f64> {
+    lags.iter().filter_map(f).reduce(f64::max)
+}
+
+/// Measures a finished drill and judges it against its expectation.
+pub fn judge(drill: &Drill, t: &Timeline, report: &Report, lags: Vec<LagPoint>) -> Outcome {
+    let band = band(report, &lags, t.fault_at_s);
+    let errored: Vec<u64> = (report.series.iter())
+        .filter(|p| p.errors > 0)
+        .map(|p| p.t)
+        .collect();
+    let error_window_s = errored.first().zip(errored.last()).map(|(a, b)| (*a, *b));
+    let mut o = Outcome {
+        drill: drill.name.into(),
+        rps: report.target_rps,
+        timeline: Some((*t).into()),
+        requests: report.requests,
+        errors: report.errors,
+        error_window_s,
+        not_sent: report.not_sent,
+        p99_ms: (report.corrected.count > 0).then_some(report.corrected.p99_ms),
+        max_outbox_lag_ms: max_of(&lags, |l| l.outbox_max_ms),
+        max_consume_lag_ms: max_of(&lags, |l| l.consume_max_ms),
+        max_e2e_lag_ms: max_of(&lags, |l| l.e2e_max_ms),
+        band,
+        recovery_s: if drill.whole_run() {
+            None
+        } else {
+            recovery(report, &lags, &band, t)
+        },
+        ..Outcome::default()
+    };
+    match &report.audit {
+        Some(a) => {
+            (o.lost, o.duplicated, o.unconfirmed, o.audited) =
+                (a.lost, a.duplicated, a.unconfirmed, true);
+        }
+        None => o
+            .misses
+            .push("no audit: the run had no database to audit".into()),
+    }
+    o.misses.extend(misses(drill, t, &o));
+    o.lags = lags;
+    o
+}
+
+fn misses(drill: &Drill, t: &Timeline, o: &Outcome) -> Vec<String> {
+    let mut m = Vec::new();
+    if o.lost > 0 || o.duplicated > 0 || o.unconfirmed > 0 {
+        m.push(format!(
+            "audit: {} lost, {} duplicated, {} unconfirmed (expected 0, 0, 0)",
+            o.lost, o.duplicated, o.unconfirmed
+        ));
+    }
+    if o.not_sent > 0 {
+        m.push(format!("{} measured slots never answered", o.not_sent));
+    }
+    match (drill.expect.errors, o.error_window_s) {
+        (_, None) => {}
+        (Errors::None, Some((a, b))) => m.push(format!(
+            "{} API errors in seconds {a}–{b} (expected none)",
+            o.errors
+        )),
+        (Errors::DuringOutage { slack_s }, Some((a, b))) => {
+            let (from, to) = (t.fault_at_s.floor(), t.heal_at_s + slack_s);
+            if (a as f64) < from || (b as f64) >= to.ceil() {
+                m.push(format!(
+                    "API errors in seconds {a}–{b}, outside the outage {from:.0}–{:.1} s + {slack_s} s",
+                    t.heal_at_s
+                ));
+            }
+        }
+    }
+    let bound_ms = drill.expect.max_e2e_lag_s * 1000.0;
+    match o.max_e2e_lag_ms {
+        Some(v) if v > bound_ms => m.push(format!(
+            "end-to-end lag reached {:.1} s (bound {:.0} s)",
+            v / 1000.0,
+            drill.expect.max_e2e_lag_s
+        )),
+        None => m.push("no event of the window was handled".into()),
+        _ => {}
+    }
+    if let Some(bound) = drill.expect.recovery_s {
+        match o.recovery_s {
+            Some(r) if r > bound => m.push(format!(
+                "recovered {r:.1} s after heal (bound {bound:.0} s)"
+            )),
+            None => m.push("never back inside the pre-fault band before the window ended".into()),
+            _ => {}
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loadgen::report::SecondPoint;
+
+    fn second(t: u64, p99: f64, errors: u64) -> SecondPoint {
+        SecondPoint {
+            t,
+            rps: 100.0,
+            arrivals: 100,
+            not_sent: 0,
+            errors,
+            late: 0,
+            p50_ms: Some(p99 / 3.0),
+            p99_ms: Some(p99),
+        }
+    }
+
+    fn lag(t: i64, e2e: f64) -> LagPoint {
+        LagPoint {
+            t,
+            events: 20,
+            outbox_max_ms: Some(e2e / 2.0),
+            consume_max_ms: Some(e2e / 2.0),
+            e2e_max_ms: Some(e2e),
+            unprocessed: 0,
+        }
+    }
+
+    /// 40 s: steady 5 ms / 30 ms lag, a fault from 10 to 20 s with 200 ms p99 and lags up to
+    /// 9 s, then p99 high until `settle` and lag high until `drain`.
+    fn run(settle: u64, drain: i64, errors_at: Option<u64>) -> (Report, Vec<LagPoint>) {
+        let series = (0..40)
+            .map(|t| {
+                let p99 = if (10..settle).contains(&t) {
+                    200.0
+                } else {
+                    5.0
+                };
+                second(t, p99, u64::from(errors_at == Some(t)))
+            })
+            .collect();
+        let lags = (0..40)
+            .map(|t| {
+                lag(
+                    t,
+                    if (10..drain).contains(&t) {
+                        9000.0
+                    } else {
+                        30.0
+                    },
+                )
+            })
+            .collect();
+        let report = Report {
+            target_rps: 100.0,
+            series,
+            audit: Some(loadgen::audit::Audit::default()),
+            ..Report::default()
+        };
+        (report, lags)
+    }
+
+    const T: Timeline = Timeline {
+        fault_at_s: 10.0,
+        heal_at_s: 20.0,
+        window_s: 40.0,
+    };
+
+    #[test]
+    fn recovery_counts_from_heal_to_the_first_stable_second_in_band() {
+        let (r, l) = run(23, 26, None);
+        let b = band(&r, &l, 10.0);
+        assert_eq!((b.p99_ms, b.e2e_ms, b.seconds), (11.0, 110.0, 7));
+        assert_eq!(recovery(&r, &l, &b, &T), Some(6.0), "lag drained at 26 s");
+        let (r, l) = run(20, 20, None);
+        assert_eq!(recovery(&r, &l, &b, &T), Some(0.0));
+        // Back in band only for 3 s, then out again, then stable from 33 s.
+        let (mut r, l) = run(23, 20, None);
+        r.series[26].p99_ms = Some(80.0);
+        assert_eq!(recovery(&r, &l, &b, &T), Some(7.0));
+    }
+
+    #[test]
+    fn an_error_after_heal_or_a_lag_that_never_drains_is_not_recovered() {
+        let (r, l) = run(20, 20, Some(22));
+        let b = band(&r, &l, 10.0);
+        assert_eq!(recovery(&r, &l, &b, &T), Some(3.0));
+        let (r, l) = run(20, 40, None);
+        assert_eq!(recovery(&r, &l, &b, &T), None);
+    }
+
+    #[test]
+    fn the_verdict_names_every_missed_expectation() {
+        let kafka = crate::plan::find("kafka-leader-kill").unwrap();
+        let (r, l) = run(22, 22, None);
+        let ok = judge(&kafka, &T, &r, l);
+        assert!(ok.passed(), "{:?}", ok.misses);
+        assert_eq!(ok.max_e2e_lag_ms, Some(9000.0));
+
+        let drill = crate::plan::find("api-kill").unwrap();
+
+        let (mut r, l) = run(35, 35, Some(15));
+        r.errors = 1;
+        r.audit.as_mut().unwrap().unconfirmed = 4;
+        let bad = judge(&drill, &T, &r, l);
+        assert_eq!(
+            bad.misses,
+            [
+                "audit: 0 lost, 0 duplicated, 4 unconfirmed (expected 0, 0, 0)",
+                "1 API errors in seconds 15–15 (expected none)",
+                "end-to-end lag reached 9.0 s (bound 2 s)",
+                "recovered 15.0 s after heal (bound 10 s)",
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_are_allowed_only_inside_the_outage_and_its_slack() {
+        let drill = crate::plan::find("postgres-restart").unwrap();
+        let t = Timeline {
+            fault_at_s: 10.0,
+            heal_at_s: 12.0,
+            window_s: 40.0,
+        };
+        let (r, l) = run(10, 10, Some(16));
+        assert!(judge(&drill, &t, &r, l).passed());
+        let (r, l) = run(10, 10, Some(17));
+        let m = judge(&drill, &t, &r, l).misses;
+        assert_eq!(
+            m,
+            ["API errors in seconds 17–17, outside the outage 10–12.0 s + 5 s"]
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! The drills: what each one breaks, for how long, and what it is expected to cost — written
+//! down before the run, so the report compares the expectation with the measurement.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// What a drill does to the running system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Fault {
+    /// kill -9 API replica 2 (of 2 behind haproxy); start it again at heal.
+    KillApi,
+    /// kill -9 relay 2 (of 2); start it again at heal.
+    KillRelay,
+    /// kill -9 notifier 2 (of 2 in one group); start it again at heal.
+    KillNotifier,
+    /// kill -9 the Kafka node leading most partitions of the drill's topic; start it at heal.
+    KillKafkaLeader,
+    /// The APIs' Redis connections reset and refused (a fault proxy) until heal.
+    RedisDown,
+    /// PostgreSQL restarted (fast shutdown, start): every component's sessions are cut.
+    PostgresRestart,
+    /// +50 ms each way between the APIs and Postgres (a fault proxy) until heal.
+    PostgresLatency,
+    /// 20 % of the relays' publishes fail, the whole run (the relay's chaos setting).
+    PublishChaos,
+    /// The notifiers' Postgres connections reset and refused (a fault proxy) until heal.
+    NotifierDbDown,
+}
+
+/// Which API errors the drill may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Errors {
+    /// Not one failed request.
+    None,
+    /// Only while the fault lasts, plus this many seconds after it.
+    DuringOutage { slack_s: f64 },
+}
+
+/// The expected outcome, fixed before the run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Expect {
+    pub errors: Errors,
+    /// Upper bound of the end-to-end lag (commit → notification) of any event in the window.
+    pub max_e2e_lag_s: f64,
+    /// After heal, p99 and lags back inside the pre-fault band within this long (None: the
+    /// fault lasts the whole run, there is no "after").
+    pub recovery_s: Option<f64>,
+}
+
+/// Zero loss and zero duplicates are expected of every drill; they are not a per-drill choice.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Drill {
+    pub name: &'static str,
+    pub fault: Fault,
+    pub what: &'static str,
+    /// How long the fault lasts before heal (ignored for whole-run faults).
+    pub hold_s: f64,
+    pub expect: Expect,
+}
+
+/// Recovery bound of the goal: back to the pre-fault band within 10 s of heal.
+pub const RECOVERY_S: f64 = 10.0;
+
+const fn drill(
+    name: &'static str,
+    fault: Fault,
+    what: &'static str,
+    hold_s: f64,
+    errors: Errors,
+    max_e2e_lag_s: f64,
+) -> Drill {
+    Drill {
+        name,
+        fault,
+        what,
+        hold_s,
+        expect: Expect {
+            errors,
+            max_e2e_lag_s,
+            recovery_s: Some(RECOVERY_S),
+        },
+    }
+}
+
+/// Every drill, in the order `all` runs them.
+pub const ALL: [Drill; 9] = [
+    drill(
+        "api-kill",
+        Fault::KillApi,
+        "kill -9 one of two API replicas; restart it after 10 s (haproxy retries and health checks)",
+        10.0,
+        Errors::None,
+        2.0,
+    ),
+    drill(
+        "relay-kill",
+        Fault::KillRelay,
+        "kill -9 one of two relays; restart it after 10 s (its claimed rows return after the claim timeout)",
+        10.0,
+        Errors::None,
+        // A batch the dead relay had claimed waits for the reaper: claim timeout (drills: 5 s)
+        // plus the maintenance interval (1 s) plus a publish.
+        10.0,
+    ),
+    drill(
+        "notifier-kill",
+        Fault::KillNotifier,
+        "kill -9 one of two notifiers; restart it after 15 s (the group's session timeout is 6 s)",
+        15.0,
+        Errors::None,
+        // Its partitions wait for the session timeout, then a rebalance; the restart rebalances
+        // again.
+        15.0,
+    ),
+    drill(
+        "kafka-leader-kill",
+        Fault::KillKafkaLeader,
+        "kill -9 the Kafka node leading most partitions; restart it after 30 s (RF 3, min ISR 2, acks=all)",
+        30.0,
+        Errors::None,
+        15.0,
+    ),
+    drill(
+        "redis-down",
+        Fault::RedisDown,
+        "Redis unreachable from both APIs for 20 s (connections reset, new ones refused)",
+        20.0,
+        Errors::None,
+        2.0,
+    ),
+    drill(
+        "postgres-restart",
+        Fault::PostgresRestart,
+        "PostgreSQL fast shutdown and start (every session of every component cut)",
+        0.0,
+        Errors::DuringOutage { slack_s: 5.0 },
+        15.0,
+    ),
+    drill(
+        "postgres-latency",
+        Fault::PostgresLatency,
+        "+50 ms each way between the APIs and Postgres for 30 s",
+        30.0,
+        Errors::None,
+        2.0,
+    ),
+    Drill {
+        name: "publish-chaos",
+        fault: Fault::PublishChaos,
+        what: "20 % of the relays' publishes fail, the whole run",
+        hold_s: 0.0,
+        expect: Expect {
+            errors: Errors::None,
+            // A failed row goes back with backoff (200 ms, doubling); 20 % failing twice in a
+            // row is 4 %, three times 0.8 %: a few seconds at most.
+            max_e2e_lag_s: 5.0,
+            recovery_s: None,
+        },
+    },
+    drill(
+        "notifier-db-down",
+        Fault::NotifierDbDown,
+        "the notifiers' Postgres unreachable for 60 s (connections reset, new ones refused)",
+        60.0,
+        Errors::None,
+        // Events wait the outage out (never dead-lettered), then drain: retry delays are capped
+        // at 5 s.
+        75.0,
+    ),
+];
+
+pub fn find(name: &str) -> Option<Drill> {
+    ALL.iter().copied().find(|d| d.name == name)
+}
+
+/// When the fault starts and ends, in seconds from the measured window's start.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Timeline {
+    pub fault_at_s: f64,
+    pub heal_at_s: f64,
+    pub window_s: f64,
+}
+
+impl Drill {
+    pub fn whole_run(&self) -> bool {
+        self.fault == Fault::PublishChaos
+    }
+
+    /// The window: `fault_at` of steady load (the pre-fault band), the fault, then
+    /// `after_heal` of load to recover in.
+    pub fn timeline(&self, fault_at: Duration, after_heal: Duration) -> Timeline {
+        let (fault_at, after) = (fault_at.as_secs_f64(), after_heal.as_secs_f64());
+        if self.whole_run() {
+            let window = fault_at + after;
+            return Timeline {
+                fault_at_s: 0.0,
+                heal_at_s: window,
+                window_s: window,
+            };
+        }
+        Timeline {
+            fault_at_s: fault_at,
+            heal_at_s: fault_at + self.hold_s,
+            window_s: fault_at + self.hold_s + after,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_found() {
+        for d in ALL {
+            assert_eq!(find(d.name).map(|f| f.fault), Some(d.fault));
+        }
+        assert_eq!(find("nope").map(|d| d.name), None);
+    }
+
+    #[test]
+    fn the_window_holds_the_steady_part_the_fault_and_the_recovery() {
+        let kafka = find("kafka-leader-kill").unwrap();
+        let t = kafka.timeline(Duration::from_secs(20), Duration::from_secs(30));
+        assert_eq!((t.fault_at_s, t.heal_at_s, t.window_s), (20.0, 50.0, 80.0));
+        let chaos = find("publish-chaos").unwrap();
+        let t = chaos.timeline(Duration::from_secs(20), Duration::from_secs(30));
+        assert_eq!((t.fault_at_s, t.heal_at_s, t.window_s), (0.0, 50.0, 50.0));
+    }
+}

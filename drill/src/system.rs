@@ -1,0 +1,354 @@
+//! The system in its HA shape, as real processes a drill can kill -9: two API replicas behind
+//! haproxy, two relays, two notifiers in one consumer group, on a fresh database and topics of
+//! the local stack (Kafka with 3 nodes, Postgres, Redis, Garage). Each process is this binary
+//! started again with `DRILL_ROLE` set (see main.rs), configured through its environment.
+//! Fault proxies sit only on the links a drill's fault needs.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use test_support::{FaultProxy, World, url_addr};
+use tokio::process::{Child, Command};
+
+use crate::plan::Fault;
+
+/// Which program a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Relay,
+    Notifier,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Api => "api",
+            Role::Relay => "relay",
+            Role::Notifier => "notifier",
+        }
+    }
+}
+
+/// One process of the system, restartable with the same name, port and environment.
+pub struct Proc {
+    pub name: String,
+    pub role: Role,
+    /// The API, or the worker's `/metrics` `/healthz` `/readyz`.
+    pub addr: SocketAddr,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn new(role: Role, index: usize, env: Vec<(&str, String)>, logs: &Path) -> Self {
+        let name = format!("{}-{index}", role.name());
+        Self {
+            log: logs.join(format!("{name}.log")),
+            name,
+            role,
+            addr: free_addr(),
+            env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            child: None,
+        }
+    }
+
+    /// Starts it (again) and waits until `/readyz` answers 200.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        let addr_var = match self.role {
+            Role::Api => "LISTEN_ADDR",
+            Role::Relay => "RELAY_METRICS_ADDR",
+            Role::Notifier => "NOTIFIER_METRICS_ADDR",
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(std::env::current_exe()?)
+            .env("DRILL_ROLE", self.role.name())
+            .env(addr_var, self.addr.to_string())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.name))?;
+        self.child = Some(child);
+        wait_ready(&format!("http://{}/readyz", self.addr), &self.name)
+            .await
+            .with_context(|| format!("see {}", self.log.display()))
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would: no shutdown code runs.
+    pub async fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill()?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for the graceful shutdown (SIGKILL after 70 s: the API's grace is 65 s).
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        if tokio::time::timeout(Duration::from_secs(70), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.addr)
+    }
+}
+
+/// A port nobody listens on now (bound, read, released).
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+}
+
+async fn wait_ready(url: &str, what: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ok = client
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what} not ready after 60 s ({url})");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The proxies a fault needs: (APIs → Postgres), (APIs → Redis), (notifiers → Postgres).
+#[derive(Default)]
+pub struct Proxies {
+    pub api_db: Option<FaultProxy>,
+    pub api_redis: Option<FaultProxy>,
+    pub notifier_db: Option<FaultProxy>,
+}
+
+/// The HA system of one drill.
+pub struct Ha {
+    pub world: World,
+    pub apis: Vec<Proc>,
+    pub relays: Vec<Proc>,
+    pub notifiers: Vec<Proc>,
+    pub lb: SocketAddr,
+    lb_proc: Option<Child>,
+    pub proxies: Proxies,
+    pub logs: PathBuf,
+    /// The Kafka node a drill killed, until it is started again.
+    pub killed_node: Option<String>,
+    /// A Kafka node being started (heal does not wait for it; stop does).
+    pub starting: Option<tokio::task::JoinHandle<anyhow::Result<String>>>,
+}
+
+impl Ha {
+    /// Starts everything on `world` and waits until each process and the balancer answer.
+    pub async fn start(world: World, fault: Fault, logs: &Path) -> anyhow::Result<Ha> {
+        std::fs::create_dir_all(logs)?;
+        let redis =
+            std::env::var("REDIS_URL").context("REDIS_URL (eval \"$(infra/local/stack env)\")")?;
+        let mut proxies = Proxies::default();
+        let via = |proxy: &Option<FaultProxy>, url: &str| {
+            proxy
+                .as_ref()
+                .map_or_else(|| url.to_owned(), |p| p.rewrite_url(url))
+        };
+        if matches!(fault, Fault::PostgresLatency) {
+            proxies.api_db = Some(FaultProxy::start(url_addr(&world.db_url)).await);
+        }
+        if matches!(fault, Fault::RedisDown) {
+            proxies.api_redis = Some(FaultProxy::start(url_addr(&redis)).await);
+        }
+        if matches!(fault, Fault::NotifierDbDown) {
+            proxies.notifier_db = Some(FaultProxy::start(url_addr(&world.db_url)).await);
+        }
+        let chaos = if fault == Fault::PublishChaos {
+            "0.2"
+        } else {
+            "0"
+        };
+        let api_env = || {
+            vec![
+                ("DATABASE_URL", via(&proxies.api_db, &world.db_url)),
+                ("REDIS_URL", via(&proxies.api_redis, &redis)),
+                ("MIGRATE", "false".into()),
+                ("ACCESS_LOG", "false".into()),
+            ]
+        };
+        let relay_env = |i: usize| {
+            vec![
+                ("DATABASE_URL", world.db_url.clone()),
+                ("KAFKA_BROKERS", world.brokers.clone()),
+                ("RELAY_TOPIC", world.topic.clone()),
+                ("RELAY_ID", format!("drill-relay-{i}")),
+                ("RELAY_CHAOS_FAILURE_RATE", chaos.into()),
+            ]
+        };
+        let group = format!("drill-{}", uuid::Uuid::new_v4().simple());
+        let notifier_env = || {
+            vec![
+                ("DATABASE_URL", via(&proxies.notifier_db, &world.db_url)),
+                ("KAFKA_BROKERS", world.brokers.clone()),
+                ("NOTIFIER_TOPIC", world.topic.clone()),
+                ("NOTIFIER_DLQ_TOPIC", world.dlq.clone()),
+                ("NOTIFIER_GROUP_ID", group.clone()),
+            ]
+        };
+        let mut ha = Ha {
+            apis: (1..=2)
+                .map(|i| Proc::new(Role::Api, i, api_env(), logs))
+                .collect(),
+            relays: (1..=2)
+                .map(|i| Proc::new(Role::Relay, i, relay_env(i), logs))
+                .collect(),
+            notifiers: (1..=2)
+                .map(|i| Proc::new(Role::Notifier, i, notifier_env(), logs))
+                .collect(),
+            lb: free_addr(),
+            lb_proc: None,
+            proxies,
+            logs: logs.to_owned(),
+            killed_node: None,
+            starting: None,
+            world,
+        };
+        for p in ha.procs_mut() {
+            p.start().await?;
+        }
+        ha.start_balancer().await?;
+        Ok(ha)
+    }
+
+    fn procs_mut(&mut self) -> impl Iterator<Item = &mut Proc> {
+        self.apis
+            .iter_mut()
+            .chain(self.relays.iter_mut())
+            .chain(self.notifiers.iter_mut())
+    }
+
+    async fn start_balancer(&mut self) -> anyhow::Result<()> {
+        let cfg = self.logs.join("haproxy.cfg");
+        std::fs::write(&cfg, haproxy_config(self.lb, &self.apis))?;
+        let log = std::fs::File::create(self.logs.join("haproxy.log"))?;
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting haproxy (the stack installs it: infra/local/stack up)")?;
+        self.lb_proc = Some(child);
+        wait_ready(&format!("http://{}/readyz", self.lb), "haproxy").await
+    }
+
+    pub fn target(&self) -> String {
+        format!("http://{}", self.lb)
+    }
+
+    /// Graceful stop of everything, the balancer last; a Kafka node being started is waited
+    /// for, so the next drill finds the cluster whole.
+    pub async fn stop(mut self) {
+        if let Some(start) = self.starting.take() {
+            match start.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => eprintln!("drill: restarting the Kafka node failed: {e:#}"),
+                Err(e) => eprintln!("drill: restarting the Kafka node failed: {e}"),
+            }
+        }
+        for p in self.procs_mut() {
+            p.stop().await;
+        }
+        if let Some(mut lb) = self.lb_proc.take() {
+            let _ = lb.start_kill();
+            let _ = lb.wait().await;
+        }
+    }
+}
+
+/// A drill that failed half-way still leaves the cluster whole.
+impl Drop for Ha {
+    fn drop(&mut self) {
+        if let Some(node) = self.killed_node.take() {
+            let _ = std::process::Command::new(stack_script())
+                .args(["kafka-start", &node])
+                .env("STACK_KAFKA_NODES", "3")
+                .status();
+        }
+    }
+}
+
+/// `infra/local/stack`, which kills, starts and describes the Kafka nodes.
+pub fn stack_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/local/stack")
+}
+
+/// Round robin over the replicas; a replica that fails three readiness checks in a row (every
+/// second, 2 s each: a busy replica answering slowly is not taken out, which on a loaded box took
+/// both out at once) leaves the pool. A request whose connection failed, or that got no answer because the replica
+/// died under it, is sent again to the other one (`retry-on`, `option redispatch`): creates
+/// carry an Idempotency-Key, so a re-sent create cannot make a twin.
+pub fn haproxy_config(bind: SocketAddr, apis: &[Proc]) -> String {
+    let servers: String = apis
+        .iter()
+        .map(|p| {
+            format!(
+                "    server {} {} check inter 1s fall 3 rise 2\n",
+                p.name, p.addr
+            )
+        })
+        .collect();
+    format!(
+        "global
+    maxconn 8000
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 10s
+    timeout queue 5s
+    timeout check 2s
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response response-timeout
+
+frontend api
+    bind {bind}
+    default_backend apis
+
+backend apis
+    balance roundrobin
+    option httpchk GET /readyz
+{servers}"
+    )
+}
