@@ -106,7 +106,7 @@ pub const ALL: [Drill; 9] = [
     drill(
         "notifier-kill",
         Fault::KillNotifier,
-        "kill -9 one of two notifiers; restart it after 15 s (the group's session timeout is 6 s)",
+        "kill -9 one of two notifiers; restart it after 15 s (the group's session timeout is 10 s)",
         15.0,
         Errors::None,
         // Its partitions wait for the session timeout, then a rebalance; the restart rebalances

@@ -313,17 +313,21 @@ pub fn stack_script() -> PathBuf {
 }
 
 /// Round robin over the replicas; a replica that fails three readiness checks in a row (every
-/// second, 2 s each: a busy replica answering slowly is not taken out, which on a loaded box took
-/// both out at once) leaves the pool. A request whose connection failed, or that got no answer because the replica
-/// died under it, is sent again to the other one (`retry-on`, `option redispatch`): creates
-/// carry an Idempotency-Key, so a re-sent create cannot make a twin.
+/// second, 2 s each) leaves the pool. When every replica fails its check at once (an overloaded
+/// box answers /readyz slowly or 503 everywhere), the same replicas serve again as unchecked
+/// backups: failing open, as a load balancer in front of one service should, rather than
+/// turning overload into a 503 for every request. A request whose connection failed, or that
+/// got no answer because the replica died under it, is sent again to another one (`retry-on`,
+/// `option redispatch`): creates carry an Idempotency-Key, so a re-sent create cannot make a
+/// twin.
 pub fn haproxy_config(bind: SocketAddr, apis: &[Proc]) -> String {
     let servers: String = apis
         .iter()
         .map(|p| {
             format!(
-                "    server {} {} check inter 1s fall 3 rise 2\n",
-                p.name, p.addr
+                "    server {n} {a} check inter 1s fall 3 rise 2\n    server {n}-open {a} backup\n",
+                n = p.name,
+                a = p.addr
             )
         })
         .collect();
@@ -348,6 +352,7 @@ frontend api
 
 backend apis
     balance roundrobin
+    option allbackups
     option httpchk GET /readyz
 {servers}"
     )

@@ -39,10 +39,10 @@ fn drill(name: &str) -> (serde_json::Value, serde_json::Value) {
             "20s",
         ])
         .args(["--date", "test", "--out"])
-        .arg(out.path())
+        .arg(&out)
         .status()
         .unwrap();
-    let dir = out.path().join("test").join(name);
+    let dir = out.join("test").join(name);
     let read = |f: &str| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap()
     };
@@ -53,7 +53,7 @@ fn drill(name: &str) -> (serde_json::Value, serde_json::Value) {
         status.success(),
         "drill {name} missed its expectation:\n{md}"
     );
-    let scoreboard = std::fs::read_to_string(out.path().join("test/README.md")).unwrap();
+    let scoreboard = std::fs::read_to_string(out.join("test/README.md")).unwrap();
     assert!(scoreboard.contains(&format!("| [{name}]({name}/drill.md) | 200 |")));
     (record, report["marks"].clone())
 }

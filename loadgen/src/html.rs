@@ -368,14 +368,12 @@ pub fn render(r: &Report) -> String {
     )
 }
 
-/// A chart over the seconds of a measured window, for pages other than the report (a drill's):
-/// `(name, colour, points)` per line, `marks` shaded.
-pub fn time_chart(
-    title: &str,
-    y_label: &str,
-    lines: &[(&str, &str, Vec<(f64, f64)>)],
-    marks: &[Mark],
-) -> String {
+/// One line of a [`time_chart`]: name, colour, points (x, y); a NaN y is a gap.
+pub type Line<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
+/// A chart over the seconds of a measured window, for pages other than the report (a drill's),
+/// `marks` shaded.
+pub fn time_chart(title: &str, y_label: &str, lines: &[Line<'_>], marks: &[Mark]) -> String {
     let lines: Vec<Series<'_>> = lines
         .iter()
         .map(|(name, color, points)| series(name, color, points.clone()))

@@ -133,7 +133,12 @@ spec:
             {{- include "servicedesk.env" $root | nindent 12 }}
             {{- range .env }}
             - name: {{ .name }}
+              {{- if .fieldPath }}
+              valueFrom:
+                fieldRef: { fieldPath: {{ .fieldPath }} }
+              {{- else }}
               value: {{ .value | quote }}
+              {{- end }}
             {{- end }}
             {{- range $name, $value := $v.env }}
             - name: {{ $name }}
