@@ -144,14 +144,18 @@ pub async fn run(cli: &Cli, drill: &Drill) -> anyhow::Result<Outcome> {
     let run = fault::execute(cli, drill, &timeline, ha, &day).await;
     let (mut report, events, ha) = run?;
     let timeline = fault::actual(&timeline, &events);
-    let lags = measure::lags(
-        &ha.world.pool,
-        report.window_start_unix_ms.unwrap_or_default(),
-        timeline.window_s,
+    let start_ms = report.window_start_unix_ms.unwrap_or_default();
+    let pool = &ha.world.pool;
+    let lags = measure::lags(pool, start_ms, timeline.window_s, None).await?;
+    let before = measure::lags(
+        pool,
+        start_ms,
+        timeline.fault_at_s,
+        Some(timeline.fault_at_s),
     )
     .await?;
     ha.stop().await;
-    let mut outcome = measure::judge(drill, &timeline, &report, lags);
+    let mut outcome = measure::judge(drill, &timeline, &report, lags, &before);
     outcome.events = events;
     report.marks = fault::marks(drill, &outcome);
     loadgen::write_report(&report, &dir)?;

@@ -45,8 +45,15 @@ pub struct LagPoint {
     pub unprocessed: i64,
 }
 
-/// Per-second lags of the events committed in `[start, start + window)`.
-pub async fn lags(pool: &PgPool, start_ms: i64, window_s: f64) -> sqlx::Result<Vec<LagPoint>> {
+/// Per-second lags of the events committed in `[start, start + window)`; with `done_by_s`,
+/// only of those already marked sent and handled by then (the pre-fault band: an event the
+/// fault caught in flight belongs to the fault, not to the steady state before it).
+pub async fn lags(
+    pool: &PgPool,
+    start_ms: i64,
+    window_s: f64,
+    done_by_s: Option<f64>,
+) -> sqlx::Result<Vec<LagPoint>> {
     sqlx::query_as(
         "SELECT floor((extract(epoch FROM o.created_at) * 1000 - $1) / 1000)::int8 AS t,
                 count(*) AS events,
@@ -60,10 +67,14 @@ pub async fn lags(pool: &PgPool, start_ms: i64, window_s: f64) -> sqlx::Result<V
          FROM outbox_events o LEFT JOIN processed_events p USING (event_id)
          WHERE o.created_at >= to_timestamp($1 / 1000.0)
            AND o.created_at < to_timestamp(($1 + $2 * 1000) / 1000.0)
+           AND ($3::float8 IS NULL
+                OR (o.published_at < to_timestamp(($1 + $3 * 1000) / 1000.0)
+                    AND p.processed_at < to_timestamp(($1 + $3 * 1000) / 1000.0)))
          GROUP BY 1 ORDER BY 1",
     )
     .bind(start_ms as f64)
     .bind(window_s)
+    .bind(done_by_s)
     .fetch_all(pool)
     .await
 }
@@ -143,7 +154,8 @@ fn edge(values: Vec<f64>, floor: f64) -> f64 {
     worst.max(2.0 * median(values)) + floor
 }
 
-/// The band from the seconds in `[BAND_SKIP_S, fault_at)`.
+/// The band from the seconds in `[BAND_SKIP_S, fault_at)`: p99 from the report, lags from
+/// `lags` (the events done before the fault).
 pub fn band(report: &Report, lags: &[LagPoint], fault_at_s: f64) -> Band {
     let end = fault_at_s.floor() as usize;
     let from = BAND_SKIP_S.min(end / 2);
@@ -211,8 +223,15 @@ fn max_of(lags: &[LagPoint], f: fn(&LagPoint) -> Option<f64>) -> Option<f64> {
 }
 
 /// Measures a finished drill and judges it against its expectation.
-pub fn judge(drill: &Drill, t: &Timeline, report: &Report, lags: Vec<LagPoint>) -> Outcome {
-    let band = band(report, &lags, t.fault_at_s);
+/// `lags` are the window's, `before` those of the events done before the fault (the band's).
+pub fn judge(
+    drill: &Drill,
+    t: &Timeline,
+    report: &Report,
+    lags: Vec<LagPoint>,
+    before: &[LagPoint],
+) -> Outcome {
+    let band = band(report, before, t.fault_at_s);
     let errored: Vec<u64> = (report.series.iter())
         .filter(|p| p.errors > 0)
         .map(|p| p.t)
@@ -405,7 +424,7 @@ mod tests {
     fn the_verdict_names_every_missed_expectation() {
         let kafka = crate::plan::find("kafka-leader-kill").unwrap();
         let (r, l) = run(22, 22, None);
-        let ok = judge(&kafka, &T, &r, l);
+        let ok = judge(&kafka, &T, &r, l.clone(), &l);
         assert!(ok.passed(), "{:?}", ok.misses);
         assert_eq!(ok.max_e2e_lag_ms, Some(9000.0));
 
@@ -414,7 +433,7 @@ mod tests {
         let (mut r, l) = run(35, 35, Some(15));
         r.errors = 1;
         r.audit.as_mut().unwrap().unconfirmed = 4;
-        let bad = judge(&drill, &T, &r, l);
+        let bad = judge(&drill, &T, &r, l.clone(), &l);
         assert_eq!(
             bad.misses,
             [
@@ -435,9 +454,9 @@ mod tests {
             window_s: 40.0,
         };
         let (r, l) = run(10, 10, Some(16));
-        assert!(judge(&drill, &t, &r, l).passed());
+        assert!(judge(&drill, &t, &r, l.clone(), &l).passed());
         let (r, l) = run(10, 10, Some(17));
-        let m = judge(&drill, &t, &r, l).misses;
+        let m = judge(&drill, &t, &r, l.clone(), &l).misses;
         assert_eq!(
             m,
             ["API errors in seconds 17–17, outside the outage 10–12.0 s + 5 s"]

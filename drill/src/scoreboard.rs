@@ -99,8 +99,8 @@ fn markdown(drill: &Drill, o: &Outcome, logs: &Path) -> String {
          | fault | {f:.1} s → heal {h:.1} s into the window |\n\
          | requests in the window | {req} ({err} errors, {ns} never answered) |\n\
          | p99 over the window (corrected) | {p99} |\n\
-         | max outbox lag (commit → Kafka ack) | {ob} |\n\
-         | max consumer lag (Kafka ack → handled) | {cs} |\n\
+         | max outbox lag (commit → marked sent, after Kafka's ack) | {ob} |\n\
+         | max consumer lag (marked sent → handled) | {cs} |\n\
          | max end-to-end lag (commit → handled) | {e2e} |\n\
          | pre-fault band | p99 ≤ {bp:.1} ms, outbox ≤ {bo:.0} ms, e2e ≤ {be:.0} ms (from {bs} s) |\n\
          | recovery after heal | {rec} |\n\
@@ -135,8 +135,8 @@ fn markdown(drill: &Drill, o: &Outcome, logs: &Path) -> String {
     }
     let _ = write!(
         md,
-        "\nCharts: drill.html (latency, errors and lags per second, the fault shaded); the load \
-         run itself: report.md / report.html. Lags are per event from the database, by the \
+        "\nCharts: drill.html (lags per second, the fault shaded); latency, throughput and \
+         errors per second with the fault shaded: report.html (the load run; report.md). Lags are per event from the database, by the \
          second each event was committed; the recovery rule is in drill/src/measure.rs. \
          Process logs (not committed): `{}`.\n",
         logs.display()
