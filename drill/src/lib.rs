@@ -52,6 +52,9 @@ pub struct Cli {
     /// List the drills and their expected outcomes, run nothing.
     #[arg(long)]
     pub list: bool,
+    /// Only rewrite the date directory's scoreboard from the drill.json files in it.
+    #[arg(long)]
+    pub scoreboard: bool,
 }
 
 impl Cli {
@@ -84,6 +87,10 @@ pub async fn run_cli() -> anyhow::Result<ExitCode> {
     let drills = cli.selected()?;
     if cli.list {
         print!("{}", scoreboard::expectations(&drills));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cli.scoreboard {
+        scoreboard::write_index(&cli.day_dir())?;
         return Ok(ExitCode::SUCCESS);
     }
     require_cluster()?;

@@ -60,10 +60,12 @@ fn measured(o: &Outcome) -> String {
         Some((a, b)) => format!("{} errors in s {a}–{b}", o.errors),
         None => "0 errors".into(),
     };
-    let recovery = o.recovery_s.map_or_else(
-        || "not recovered".into(),
-        |r| format!("recovered in {r:.1} s"),
-    );
+    let whole_run = o.timeline.is_some_and(|t| t.fault_at_s == 0.0);
+    let recovery = match o.recovery_s {
+        Some(r) => format!("recovered in {r:.1} s"),
+        None if whole_run => "fault all run".into(),
+        None => "not recovered".into(),
+    };
     format!(
         "{} lost, {} dup, {} unconfirmed; {errors}; e2e lag max {}; {recovery}",
         o.lost,

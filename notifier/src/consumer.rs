@@ -38,7 +38,10 @@ pub mod dlq_header {
     pub const SOURCE: &str = "dlq.source";
 }
 
-/// Feeds librdkafka's per-partition `consumer_lag` statistics into the gauge.
+/// Feeds librdkafka's per-partition `consumer_lag` statistics into the gauge, for the partitions
+/// this consumer is assigned (`desired`) only: after a rebalance librdkafka keeps reporting the
+/// lag a revoked partition had when it left, frozen, which summed over the group never drains
+/// (seen in the notifier-kill drill: a lag of 3 for minutes with every event handled).
 pub struct LagContext {
     metrics: Arc<Metrics>,
 }
@@ -48,7 +51,7 @@ impl ClientContext for LagContext {
         self.metrics.consumer_lag.reset();
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
+                if *partition >= 0 && p.desired && p.consumer_lag >= 0 {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[topic.as_str(), &partition.to_string()])
