@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::publish::{self, Publisher};
 use crate::worker::{Relay, Settings};
@@ -38,6 +39,13 @@ impl App {
         let limits = config.session_limits();
         let max = config.db_max_connections.max(3);
         let pool = ops::postgres::worker_pool(config.database_url(), max, limits).await?;
+        let relay_id = config.relay_id();
+        // Before releasing anything: holding the lock proves a previous run of this name is gone.
+        let liveness = if config.liveness_lock {
+            Some(Liveness::acquire(&pool, &relay_id, Duration::from_secs(30)).await?)
+        } else {
+            None
+        };
         if let Some(name) = &config.relay_id {
             let released = crate::outbox::release_own_claims(&pool, name)
                 .await
@@ -50,7 +58,7 @@ impl App {
         let publisher = Publisher::new(producer, config.topic.clone(), config.chaos_failure_rate);
         let metrics = Arc::new(Metrics::new());
         let settings = Settings {
-            relay_id: config.relay_id(),
+            relay_id,
             batch_size: config.batch_size,
             retry_base: config.retry_base,
             retry_max: config.retry_max,
@@ -64,7 +72,13 @@ impl App {
             stuck_after: config.stuck_after,
         };
         let listen = settings.listen;
-        let relay = Arc::new(Relay::new(pool, publisher, metrics.clone(), settings));
+        let relay = Arc::new(Relay::new(
+            pool,
+            publisher,
+            metrics.clone(),
+            settings,
+            liveness,
+        ));
         let listener = TcpListener::bind(config.metrics_addr)
             .await
             .with_context(|| format!("binding the metrics address {}", config.metrics_addr))?;
@@ -111,7 +125,7 @@ impl App {
         if listen {
             tasks.spawn(relay.clone().run_listener(wake.clone(), stop.clone()));
         }
-        tasks.spawn(relay.clone().run_maintenance(stop.clone()));
+        tasks.spawn(relay.clone().run_maintenance(wake.clone(), stop.clone()));
         tasks.spawn(ops::server::serve(listener, relay.clone(), stop.clone()));
         while tasks.join_next().await.is_some() {}
         relay.publisher().flush(Duration::from_secs(5));

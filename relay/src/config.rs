@@ -79,6 +79,14 @@ pub struct Config {
     #[arg(long, env = "RELAY_CLAIM_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub claim_timeout: Duration,
 
+    /// Hold a session advisory lock named after this relay's id while it runs, and release the
+    /// claims of relays whose lock is free (dead) within a second instead of after
+    /// `RELAY_CLAIM_TIMEOUT`. Costs one more Postgres connection per relay. Every relay of one
+    /// database must agree; turn it off only behind a transaction-mode pooler (pgbouncer
+    /// `pool_mode=transaction`), where a session lock does not stay with its client.
+    #[arg(long, env = "RELAY_LIVENESS_LOCK", default_value_t = true, action = clap::ArgAction::Set)]
+    pub liveness_lock: bool,
+
     /// How often the reaper and the retention sweep run.
     #[arg(long, env = "RELAY_MAINTENANCE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub maintenance_interval: Duration,

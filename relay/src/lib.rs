@@ -5,6 +5,7 @@
 pub mod app;
 pub mod config;
 pub mod diag;
+pub mod liveness;
 pub mod metrics;
 pub mod outbox;
 pub mod publish;

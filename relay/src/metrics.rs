@@ -21,6 +21,8 @@ pub struct Metrics {
     pub failed: IntCounterVec,
     pub chaos_failures: IntCounter,
     pub reaped: IntCounter,
+    pub taken_over: IntCounter,
+    pub liveness_lock_held: IntGauge,
     pub purged: IntCounter,
     pub batch_size: Histogram,
     /// From handing a batch to the producer until its last ack.
@@ -60,6 +62,14 @@ impl Metrics {
             reaped: r.counter(
                 "relay_reaped_total",
                 "Rows returned to pending after their claim expired",
+            ),
+            taken_over: r.counter(
+                "relay_claims_taken_over_total",
+                "Rows of dead relays (liveness lock free) returned to pending before the claim timeout",
+            ),
+            liveness_lock_held: r.gauge(
+                "relay_liveness_lock_held",
+                "1 while this relay holds its liveness lock (RELAY_LIVENESS_LOCK)",
             ),
             purged: r.counter("relay_purged_total", "Sent rows deleted by retention"),
             batch_size: r.histogram("relay_batch_size", "Rows claimed per step", BATCH_BUCKETS),

@@ -127,6 +127,31 @@ pub async fn reap(pool: &PgPool, timeout: Duration) -> sqlx::Result<u64> {
     Ok(done.rows_affected())
 }
 
+/// Releases the claims of every other relay whose liveness lock is free: its session is gone,
+/// so the relay is dead (see [`crate::liveness`]). The try-lock is transaction-scoped, so a
+/// restarting relay of the same name waits for this statement before it can claim anything.
+/// Like the reaper, a released row may already be in Kafka; the notifier's dedup absorbs the twin.
+pub async fn release_claims_of_dead_relays(pool: &PgPool, me: &str) -> sqlx::Result<u64> {
+    let done = sqlx::query(concat!(
+        "WITH holders AS (
+             SELECT DISTINCT claimed_by FROM outbox_events
+             WHERE status = 'processing' AND claimed_by IS NOT NULL AND claimed_by <> $1),
+         dead AS (SELECT claimed_by FROM holders WHERE pg_try_advisory_xact_lock(",
+        crate::liveness::lock_key!("claimed_by"),
+        "))
+         UPDATE outbox_events o
+         SET status = 'pending', attempts = o.attempts + 1, next_attempt_at = now(),
+             last_error = 'claim released: relay ' || o.claimed_by || ' is gone (liveness lock free)',
+             claimed_at = NULL, claimed_by = NULL
+         FROM dead
+         WHERE o.status = 'processing' AND o.claimed_by = dead.claimed_by"
+    ))
+    .bind(me)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// A relay started under an explicit name (`RELAY_ID`) is the same relay restarted: whatever
 /// that name still holds was claimed by its previous life, which is dead (two live relays never
 /// share a name). Those rows go back to pending now rather than after the claim timeout, so a

@@ -12,6 +12,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::outbox::{self, OutboxRow};
 use crate::publish::{BatchResult, Publisher};
@@ -55,6 +56,8 @@ pub struct Relay {
     metrics: Arc<Metrics>,
     settings: Settings,
     heartbeat: ops::Heartbeat,
+    /// `None` when `RELAY_LIVENESS_LOCK` is off: dead relays' claims wait for the claim timeout.
+    liveness: Option<Liveness>,
 }
 
 impl Relay {
@@ -63,6 +66,7 @@ impl Relay {
         publisher: Publisher,
         metrics: Arc<Metrics>,
         settings: Settings,
+        liveness: Option<Liveness>,
     ) -> Self {
         Self {
             pool,
@@ -70,6 +74,7 @@ impl Relay {
             metrics,
             settings,
             heartbeat: ops::Heartbeat::new(),
+            liveness,
         }
     }
 
@@ -211,6 +216,33 @@ impl Relay {
         Ok((reaped, purged))
     }
 
+    /// Keeps this relay's liveness lock and releases the claims of relays that lost theirs (dead).
+    /// Returns the rows released. Does nothing when the lock is off, or while this relay does not
+    /// hold its own (its view of who is alive is then not to be trusted).
+    pub async fn take_over_dead_claims(&self) -> sqlx::Result<u64> {
+        let Some(liveness) = &self.liveness else {
+            return Ok(0);
+        };
+        let held = liveness.keep(self.settings.db_timeout).await;
+        self.metrics.liveness_lock_held.set(i64::from(held));
+        if !held {
+            return Ok(0);
+        }
+        let released = ops::bounded(
+            self.settings.db_timeout,
+            outbox::release_claims_of_dead_relays(&self.pool, &self.settings.relay_id),
+        )
+        .await?;
+        if released > 0 {
+            tracing::warn!(
+                rows = released,
+                "claims of a dead relay (liveness lock free) returned to pending"
+            );
+            self.metrics.taken_over.inc_by(released);
+        }
+        Ok(released)
+    }
+
     /// Refreshes the backlog gauges.
     pub async fn refresh_backlog(&self) -> sqlx::Result<outbox::Backlog> {
         let b = ops::bounded(self.settings.db_timeout, outbox::backlog(&self.pool)).await?;
@@ -302,8 +334,9 @@ impl Relay {
         }
     }
 
-    /// Reaper + retention every `maintenance_interval`, backlog gauges every second.
-    pub async fn run_maintenance(self: Arc<Self>, stop: CancellationToken) {
+    /// Reaper + retention every `maintenance_interval`; backlog gauges and the takeover of dead
+    /// relays' claims every second (`wake` starts a step for what was taken over).
+    pub async fn run_maintenance(self: Arc<Self>, wake: Arc<Notify>, stop: CancellationToken) {
         let mut sweep = tokio::time::interval(self.settings.maintenance_interval);
         let mut gauges = tokio::time::interval(Duration::from_secs(1));
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -316,6 +349,11 @@ impl Relay {
                     }
                 }
                 _ = gauges.tick() => {
+                    match self.take_over_dead_claims().await {
+                        Ok(0) => {}
+                        Ok(_) => wake.notify_one(),
+                        Err(e) => tracing::warn!(error = %e, "takeover of dead relays' claims failed"),
+                    }
                     if let Err(e) = self.refresh_backlog().await {
                         tracing::warn!(error = %e, "outbox backlog query failed");
                     }

@@ -331,6 +331,9 @@ async fn reaper_returns_claims_of_a_dead_relay_and_they_are_published() {
     };
     let ids = world.insert_events(4).await;
     let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    // The claim timeout alone, as behind a transaction-mode pooler (the liveness lock's fast
+    // path is the next test).
+    config.liveness_lock = false;
     config.delivery_timeout = Duration::from_secs(2);
     // The claim timeout must exceed the delivery timeout by the mark margin (10 s).
     config.claim_timeout = Duration::from_secs(12);
@@ -369,6 +372,78 @@ async fn reaper_returns_claims_of_a_dead_relay_and_they_are_published() {
         .count("SELECT count(*) FROM outbox_events WHERE status = 'sent' AND attempts = 1")
         .await;
     assert_eq!(errors, 4, "the reaped attempt is counted");
+}
+
+#[tokio::test]
+async fn a_surviving_relay_takes_over_a_dead_relays_claims_within_a_second_not_a_live_ones() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    let ids = world.insert_events(3).await;
+    let config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    assert!(config.liveness_lock, "on by default");
+    assert!(config.claim_timeout >= Duration::from_secs(60));
+    let named = |name: &str| {
+        let mut c = config.clone();
+        c.relay_id = Some(name.into());
+        c
+    };
+    let dead = App::build(named("relay-a")).await.unwrap().relay();
+    assert_eq!(dead.claim().await.unwrap().len(), 3);
+    let slow = App::build(named("relay-b")).await.unwrap().relay();
+    let held = world.insert_events(2).await;
+    assert_eq!(
+        slow.claim().await.unwrap().len(),
+        2,
+        "relay-b: alive, publish in progress"
+    );
+
+    let survivor = App::build(named("relay-c")).await.unwrap().relay();
+    assert_eq!(
+        survivor.take_over_dead_claims().await.unwrap(),
+        0,
+        "both holders are alive"
+    );
+    drop(dead); // killed between claim and publish: its session, and with it its lock, goes
+    // Postgres ends a session whose client closed the socket within milliseconds.
+    let mut released = 0;
+    for _ in 0..50 {
+        released += survivor.take_over_dead_claims().await.unwrap();
+        if released >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(released, 3, "relay-a's claims released within 5 s");
+    let outcome = survivor.relay_once().await.unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Relayed {
+            claimed: 3,
+            published: 3,
+            failed: 0
+        },
+        "relay-a's three, a minute before the claim timeout"
+    );
+    let seen = published(&world);
+    assert!(ids.iter().all(|id| seen.get(id) == Some(&1)));
+    assert!(
+        held.iter().all(|id| !seen.contains_key(id)),
+        "relay-b's claims stay relay-b's while it lives"
+    );
+    let text = survivor.metrics().registry.render();
+    assert!(text.contains("relay_claims_taken_over_total 3"), "{text}");
+    assert!(text.contains("relay_liveness_lock_held 1"), "{text}");
+
+    // A second relay under a live relay's name is refused, not allowed to release its claims.
+    let err = App::build(named("relay-b"))
+        .await
+        .err()
+        .expect("name in use");
+    assert!(
+        format!("{err:#}").contains("held by a live relay"),
+        "{err:#}"
+    );
 }
 
 #[tokio::test]
