@@ -180,7 +180,38 @@ async fn inject(fault: Fault, ha: &mut Ha) -> anyhow::Result<String> {
             "Postgres cut off from the notifiers".into()
         }
         Fault::PublishChaos => "20 % of publishes fail".into(),
+        Fault::RelayKafkaLatency => {
+            let ms = Duration::from_millis(200);
+            relay_links(ha)?.iter().for_each(|p| p.set_latency(ms, ms));
+            "+200 ms each way relays ↔ every Kafka node".into()
+        }
+        Fault::RelayKafkaResets => {
+            let links = relay_links(ha)?.to_vec();
+            let stop = tokio_util::sync::CancellationToken::new();
+            ha.beat = Some(stop.clone());
+            tokio::spawn(async move {
+                let mut beat = tokio::time::interval(Duration::from_secs(2));
+                loop {
+                    tokio::select! {
+                        _ = beat.tick() => links.iter().for_each(|p| p.reset()),
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            });
+            "relays' Kafka connections reset every 2 s".into()
+        }
+        Fault::RelayKafkaBlackhole => {
+            relay_links(ha)?.iter().for_each(|p| p.blackhole());
+            "relays ↔ Kafka blackholed (bytes swallowed, nothing closed)".into()
+        }
     })
+}
+
+fn relay_links(ha: &Ha) -> anyhow::Result<&[std::sync::Arc<test_support::FaultProxy>]> {
+    if ha.proxies.relay_kafka.is_empty() {
+        bail!("the drill's relay ↔ Kafka proxies were not started");
+    }
+    Ok(&ha.proxies.relay_kafka)
 }
 
 /// Undoes the fault; says what it did.
@@ -213,6 +244,23 @@ async fn heal(fault: Fault, ha: &mut Ha) -> anyhow::Result<String> {
             "Postgres reachable again".into()
         }
         Fault::PublishChaos => "chaos stays on".into(),
+        Fault::RelayKafkaLatency => {
+            let zero = Duration::ZERO;
+            relay_links(ha)?
+                .iter()
+                .for_each(|p| p.set_latency(zero, zero));
+            "latency removed".into()
+        }
+        Fault::RelayKafkaResets => {
+            if let Some(beat) = ha.beat.take() {
+                beat.cancel();
+            }
+            "resets stopped".into()
+        }
+        Fault::RelayKafkaBlackhole => {
+            relay_links(ha)?.iter().for_each(|p| p.up());
+            "bytes flow again (the swallowed ones are gone: old connections are garbage)".into()
+        }
     })
 }
 

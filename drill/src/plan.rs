@@ -26,6 +26,12 @@ pub enum Fault {
     PublishChaos,
     /// The notifiers' Postgres connections reset and refused (a fault proxy) until heal.
     NotifierDbDown,
+    /// +200 ms each way on every link between the relays and Kafka until heal.
+    RelayKafkaLatency,
+    /// The relays' Kafka connections reset every 2 s until heal (new ones accepted).
+    RelayKafkaResets,
+    /// Every byte between the relays and Kafka swallowed, nothing closed, until heal.
+    RelayKafkaBlackhole,
 }
 
 /// Which API errors the drill may cost.
@@ -84,7 +90,7 @@ const fn drill(
 }
 
 /// Every drill, in the order `all` runs them.
-pub const ALL: [Drill; 9] = [
+pub const ALL: [Drill; 12] = [
     drill(
         "api-kill",
         Fault::KillApi,
@@ -168,6 +174,36 @@ pub const ALL: [Drill; 9] = [
         // Events wait the outage out (never dead-lettered), then drain: retry delays are capped
         // at 5 s.
         75.0,
+    ),
+    drill(
+        "relay-kafka-latency",
+        Fault::RelayKafkaLatency,
+        "+200 ms each way between both relays and every Kafka node for 30 s (fault proxies on the FAULT listeners)",
+        30.0,
+        Errors::None,
+        // A produce round trip becomes ≥ 400 ms plus the followers' fetch; batches grow to
+        // carry the rate.
+        3.0,
+    ),
+    drill(
+        "relay-kafka-resets",
+        Fault::RelayKafkaResets,
+        "the relays' Kafka connections reset every 2 s for 20 s (reconnects accepted)",
+        20.0,
+        Errors::None,
+        // An in-flight produce is retried on a new connection (idempotent); a failed one goes
+        // back to the outbox with a backoff of 200 ms doubling.
+        5.0,
+    ),
+    drill(
+        "relay-kafka-blackhole",
+        Fault::RelayKafkaBlackhole,
+        "every byte between the relays and Kafka swallowed for 20 s, connections left open",
+        20.0,
+        Errors::None,
+        // The hold, then up to the relay's socket timeout (10 s) for the dead connections to be
+        // noticed, then a reconnect (backoff ≤ 1 s) and a publish.
+        35.0,
     ),
 ];
 

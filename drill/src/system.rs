@@ -7,6 +7,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -144,12 +145,52 @@ async fn wait_ready(url: &str, what: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The proxies a fault needs: (APIs → Postgres), (APIs → Redis), (notifiers → Postgres).
+/// The proxies a fault needs: (APIs → Postgres), (APIs → Redis), (notifiers → Postgres),
+/// (relays → each Kafka node).
 #[derive(Default)]
 pub struct Proxies {
     pub api_db: Option<FaultProxy>,
     pub api_redis: Option<FaultProxy>,
     pub notifier_db: Option<FaultProxy>,
+    /// One per node, on the address its `FAULT` listener advertises (the stack's
+    /// `KAFKA_FAULT_LINKS`), so the relays reach every node only through them. Shared with the
+    /// task that resets them on a beat.
+    pub relay_kafka: Vec<Arc<FaultProxy>>,
+}
+
+impl Proxies {
+    /// The relays' bootstrap list: the proxies when there are any.
+    fn relay_brokers(&self, direct: &str) -> String {
+        if self.relay_kafka.is_empty() {
+            return direct.to_owned();
+        }
+        let addrs: Vec<String> = self
+            .relay_kafka
+            .iter()
+            .map(|p| p.addr().to_string())
+            .collect();
+        addrs.join(",")
+    }
+}
+
+/// Starts a proxy on each `proxy=listener` link of `KAFKA_FAULT_LINKS`.
+async fn kafka_link_proxies() -> anyhow::Result<Vec<Arc<FaultProxy>>> {
+    let links = std::env::var("KAFKA_FAULT_LINKS").context(
+        "KAFKA_FAULT_LINKS unset: the relay ↔ Kafka drills need the stack's FAULT listeners \
+         (eval \"$(STACK_KAFKA_NODES=3 infra/local/stack env)\"; a stack started before they \
+         existed needs `infra/local/stack down` and up again)",
+    )?;
+    let mut proxies = Vec::new();
+    for link in links.split(',').filter(|l| !l.is_empty()) {
+        let (listen, upstream) = link
+            .split_once('=')
+            .with_context(|| format!("KAFKA_FAULT_LINKS entry {link:?} is not proxy=listener"))?;
+        let proxy = FaultProxy::start_on(listen, upstream)
+            .await
+            .with_context(|| format!("listening on {listen} for the Kafka link to {upstream}"))?;
+        proxies.push(Arc::new(proxy));
+    }
+    Ok(proxies)
 }
 
 /// The HA system of one drill.
@@ -166,6 +207,8 @@ pub struct Ha {
     pub killed_node: Option<String>,
     /// A Kafka node being started (heal does not wait for it; stop does).
     pub starting: Option<tokio::task::JoinHandle<anyhow::Result<String>>>,
+    /// Stops a fault that repeats on a beat (the relays' Kafka connection resets).
+    pub beat: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Ha {
@@ -189,6 +232,13 @@ impl Ha {
         if matches!(fault, Fault::NotifierDbDown) {
             proxies.notifier_db = Some(FaultProxy::start(url_addr(&world.db_url)).await);
         }
+        if matches!(
+            fault,
+            Fault::RelayKafkaLatency | Fault::RelayKafkaResets | Fault::RelayKafkaBlackhole
+        ) {
+            proxies.relay_kafka = kafka_link_proxies().await?;
+        }
+        let relay_brokers = proxies.relay_brokers(&world.brokers);
         let chaos = if fault == Fault::PublishChaos {
             "0.2"
         } else {
@@ -205,7 +255,7 @@ impl Ha {
         let relay_env = |i: usize| {
             vec![
                 ("DATABASE_URL", world.db_url.clone()),
-                ("KAFKA_BROKERS", world.brokers.clone()),
+                ("KAFKA_BROKERS", relay_brokers.clone()),
                 ("RELAY_TOPIC", world.topic.clone()),
                 ("RELAY_ID", format!("drill-relay-{i}")),
                 ("RELAY_CHAOS_FAILURE_RATE", chaos.into()),
@@ -237,6 +287,7 @@ impl Ha {
             logs: logs.to_owned(),
             killed_node: None,
             starting: None,
+            beat: None,
             world,
         };
         for p in ha.procs_mut() {

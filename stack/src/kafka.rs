@@ -149,6 +149,21 @@ impl Kafka<'_> {
         self.0.kafka_port + 20 + u16::from(n) - 1
     }
 
+    /// The links the drills cut between the relays and Kafka, `proxy=listener` per node: each
+    /// node has a third listener (`FAULT`, on `kafka_port + 30 + n - 1`) that advertises
+    /// `kafka_port + 40 + n - 1`, where a drill's fault proxy listens. A client that bootstraps
+    /// through the proxies learns only proxy addresses, so every byte it exchanges with the
+    /// cluster passes one; nothing listens there outside a drill.
+    pub fn fault_links(&self, shape: u8) -> String {
+        (1..=shape)
+            .map(|n| {
+                let (listener, proxy) = fault_ports(self.0.kafka_port, n);
+                format!("127.0.0.1:{proxy}=127.0.0.1:{listener}")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn brokers(&self, shape: u8) -> String {
         (1..=shape)
             .map(|n| format!("127.0.0.1:{}", self.port(n)))
@@ -218,7 +233,8 @@ impl Kafka<'_> {
             ));
             return Ok(());
         }
-        for p in [port, self.controller_port(n), self.metrics_port(n)] {
+        let fault = fault_ports(self.0.kafka_port, n).0;
+        for p in [port, self.controller_port(n), self.metrics_port(n), fault] {
             proc::port_free(p, "STACK_KAFKA_PORT")?;
         }
         std::fs::create_dir_all(dir.join("data"))?;
@@ -424,6 +440,14 @@ pub fn leader_of(described: &str, partition: Option<u32>) -> Option<u8> {
     led.into_iter().find(|(_, n)| *n == most).map(|(l, _)| l)
 }
 
+/// Node n's `FAULT` listener and the address it advertises (a drill's proxy): see `fault_links`.
+fn fault_ports(base_port: u16, n: u8) -> (u16, u16) {
+    (
+        base_port + 30 + u16::from(n) - 1,
+        base_port + 40 + u16::from(n) - 1,
+    )
+}
+
 /// server.properties of node `n` of a `shape`-node cluster.
 pub fn server_properties(shape: u8, n: u8, base_port: u16, dir: &std::path::Path) -> String {
     let port = |i: u8| base_port + u16::from(i) - 1;
@@ -437,9 +461,10 @@ pub fn server_properties(shape: u8, n: u8, base_port: u16, dir: &std::path::Path
 process.roles=broker,controller
 node.id={n}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}
-advertised.listeners=PLAINTEXT://127.0.0.1:{p}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+# FAULT: clients bootstrapped through the drills' fault proxies (advertised on their ports).
+listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c},FAULT://127.0.0.1:{f}
+advertised.listeners=PLAINTEXT://127.0.0.1:{p},FAULT://127.0.0.1:{fp}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,FAULT:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs={data}
@@ -469,6 +494,8 @@ log.retention.hours=24
         voters = voters.join(","),
         p = port(n),
         c = controller(n),
+        f = fault_ports(base_port, n).0,
+        fp = fault_ports(base_port, n).1,
         data = dir.join("data").display(),
     )
 }
@@ -499,7 +526,12 @@ mod tests {
         assert!(p.contains(
             "controller.quorum.voters=1@127.0.0.1:19102,2@127.0.0.1:19103,3@127.0.0.1:19104\n"
         ));
-        assert!(p.contains("listeners=PLAINTEXT://127.0.0.1:19093,CONTROLLER://127.0.0.1:19103\n"));
+        assert!(p.contains(
+            "listeners=PLAINTEXT://127.0.0.1:19093,CONTROLLER://127.0.0.1:19103,FAULT://127.0.0.1:19123\n"
+        ));
+        assert!(p.contains(
+            "advertised.listeners=PLAINTEXT://127.0.0.1:19093,FAULT://127.0.0.1:19133\n"
+        ));
         assert!(p.contains("default.replication.factor=3\nmin.insync.replicas=2\n"));
         assert!(p.contains("log.dirs=/s/3node/n2/data\n"));
         let one = server_properties(1, 1, 19092, std::path::Path::new("/s/1node/n1"));

@@ -9,7 +9,8 @@
 //! Each shape keeps its own data. `STACK_KAFKA_HEAP=768m` per node.
 //!
 //! Ports (override with env): `STACK_PG_PORT=55432 STACK_REDIS_PORT=56379
-//! STACK_KAFKA_PORT=19092` (node n: clients on +n-1, controller on +10+n-1)
+//! STACK_KAFKA_PORT=19092` (node n: clients on +n-1, controller on +10+n-1, JMX exporter on
+//! +20+n-1, the `FAULT` listener on +30+n-1 advertising a drill's fault proxy on +40+n-1)
 //! `STACK_S3_PORT=53900` (Garage's RPC and admin API on +1 and +3)
 //! `STACK_PROMETHEUS_PORT=59090` (the Postgres and Redis exporters on +1 and +2).
 //!
@@ -124,10 +125,7 @@ fn run(command: Cmd) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             });
         }
-        Cmd::Env => print!(
-            "{}",
-            env_lines(&s, &kafka.brokers(kafka.shape()), kafka.shape())
-        ),
+        Cmd::Env => print!("{}", env_lines(&s, kafka.shape())),
         Cmd::Install => install::all(&s)?,
         Cmd::StopS3 => Garage(&s).down(),
         Cmd::PgRestart => {
@@ -170,12 +168,13 @@ fn status(s: &Settings) -> (String, bool) {
     (format!("{pg}{redis}{kafka}\n{s3}{prom}"), all)
 }
 
-fn env_lines(s: &Settings, brokers: &str, nodes: u8) -> String {
+fn env_lines(s: &Settings, nodes: u8) -> String {
     format!(
         "export DATABASE_URL=postgres://postgres@127.0.0.1:{pg}/{PG_DB}
 export REDIS_URL=redis://127.0.0.1:{redis}/
 export KAFKA_BROKERS={brokers}
 export KAFKA_NODES={nodes}
+export KAFKA_FAULT_LINKS={fault_links}
 export S3_ENDPOINT=http://127.0.0.1:{s3}
 export S3_BUCKET={S3_BUCKET}
 export S3_ACCESS_KEY_ID={S3_ACCESS_KEY_ID}
@@ -185,6 +184,8 @@ export PROMETHEUS_URL={prom_url}
 export PROMETHEUS_TARGETS={prom_targets}
 ",
         pg = s.pg_port,
+        brokers = Kafka(s).brokers(nodes),
+        fault_links = Kafka(s).fault_links(nodes),
         redis = s.redis_port,
         s3 = s.s3_port,
         prom_url = Prometheus(s).url(),
@@ -209,13 +210,16 @@ mod tests {
     #[test]
     fn env_names_every_endpoint_on_the_configured_ports() {
         let s = settings(&[("STACK_PG_PORT", "6000"), ("STACK_S3_PORT", "7000")]).unwrap();
-        let env = env_lines(&s, &Kafka(&s).brokers(3), 3);
+        let env = env_lines(&s, 3);
         assert!(
             env.contains("export DATABASE_URL=postgres://postgres@127.0.0.1:6000/servicedesk\n")
         );
         assert!(env.contains("export REDIS_URL=redis://127.0.0.1:56379/\n"));
         assert!(env.contains(
             "export KAFKA_BROKERS=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094\nexport KAFKA_NODES=3\n"
+        ));
+        assert!(env.contains(
+            "export KAFKA_FAULT_LINKS=127.0.0.1:19132=127.0.0.1:19122,127.0.0.1:19133=127.0.0.1:19123,127.0.0.1:19134=127.0.0.1:19124\n"
         ));
         assert!(env.contains("export S3_ENDPOINT=http://127.0.0.1:7000\n"));
         assert!(env.contains("export PROMETHEUS_URL=http://127.0.0.1:59090\n"));

@@ -35,9 +35,17 @@ struct State {
 impl FaultProxy {
     /// Listens on 127.0.0.1, any port, forwarding to `upstream` (`host:port`).
     pub async fn start(upstream: &str) -> FaultProxy {
+        Self::start_on("127.0.0.1:0", upstream)
+            .await
+            .expect("a free loopback port")
+    }
+
+    /// Listens on `listen` (a fixed address, e.g. one a Kafka listener advertises), forwarding to
+    /// `upstream`.
+    pub async fn start_on(listen: &str, upstream: &str) -> std::io::Result<FaultProxy> {
         let upstream = upstream.to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             down: false,
             blackhole: false,
@@ -63,7 +71,7 @@ impl FaultProxy {
                 tokio::spawn(pipe(client, upstream.clone(), token, st.clone()));
             }
         });
-        FaultProxy { addr, state, stop }
+        Ok(FaultProxy { addr, state, stop })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -81,6 +89,14 @@ impl FaultProxy {
     /// after `up()` the old connections are garbage, as after a failover to a new server.
     pub fn blackhole(&self) {
         self.state.lock().unwrap().blackhole = true;
+    }
+
+    /// Resets every open connection now and keeps accepting new ones (a flapping link, a NAT or
+    /// load balancer dropping flows).
+    pub fn reset(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.connections.cancel();
+        s.connections = CancellationToken::new();
     }
 
     /// Ends `down()` and `blackhole()`.
@@ -126,6 +142,12 @@ async fn pipe(
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
+    // Transparent: a chunk goes out when it is due, not when Nagle's algorithm lets it (the
+    // clients here set TCP_NODELAY themselves; without it a proxied Kafka produce waited for
+    // delayed ACKs and the relays' outbox lag doubled before any fault).
+    for stream in [&client, &server] {
+        let _ = stream.set_nodelay(true);
+    }
     // Handles to set SO_LINGER 0 at `down()`, so dropping the halves then resets the connection.
     let (Ok(client), Ok(server)) = (with_handle(client), with_handle(server)) else {
         return;
@@ -191,7 +213,10 @@ async fn forward(
     };
     let writer = async move {
         while let Some((due, bytes)) = rx.recv().await {
-            tokio::time::sleep_until(due).await;
+            // No latency set: no timer either (it would round up to the next millisecond).
+            if due > Instant::now() {
+                tokio::time::sleep_until(due).await;
+            }
             if to.write_all(&bytes).await.is_err() {
                 return;
             }
