@@ -28,8 +28,9 @@ pub struct Shared {
     goose_metrics: bool,
     pub users: Users,
     pub recorder: Mutex<Recorder>,
-    /// The live series for Prometheus (live.rs).
-    pub live: crate::live::Live,
+    /// The live series for Prometheus (live.rs); none with `--metrics-addr off`, so a run that
+    /// exports nothing pays nothing per response for it.
+    pub live: Option<crate::live::Live>,
     warmup: Duration,
     /// Set once the attack is over: the backlog gauge then holds the report's count.
     finished: std::sync::atomic::AtomicBool,
@@ -68,7 +69,9 @@ impl Shared {
             retry_share: args.retry_share,
             goose_metrics: args.goose_report,
             users,
-            live: crate::live::Live::new(args.run_id.as_deref().unwrap_or("unnamed"), args.rps),
+            live: args.metrics_addr.0.map(|_| {
+                crate::live::Live::new(args.run_id.as_deref().unwrap_or("unnamed"), args.rps)
+            }),
             warmup: args.warmup,
             finished: std::sync::atomic::AtomicBool::new(false),
             taken: std::sync::atomic::AtomicU64::new(0),
@@ -95,6 +98,9 @@ impl Shared {
 
     /// The live page: the run's series with the schedule's counts as of now.
     pub fn live_page(&self) -> String {
+        let Some(live) = &self.live else {
+            return String::new();
+        };
         let now = self.started().map(|p| {
             let released = p.released();
             crate::live::Schedule {
@@ -105,17 +111,21 @@ impl Shared {
                 window_start_ms: p.t0_unix_us() / 1000 + self.warmup.as_millis() as i64,
             }
         });
-        self.live.render(now)
+        live.render(now)
     }
 
     /// The attack is over; `not_sent` is the report's count of measured slots never answered.
     pub fn finish(&self, not_sent: u64) {
         self.finished.store(true, Ordering::Relaxed);
-        self.live.set_final_not_sent(not_sent);
+        if let Some(live) = &self.live {
+            live.set_final_not_sent(not_sent);
+        }
     }
 
     fn record(&self, s: Sample) {
-        self.live.observe(&s);
+        if let Some(live) = &self.live {
+            live.observe(&s);
+        }
         if let Ok(mut r) = self.recorder.lock() {
             r.record(&s);
         }
@@ -283,6 +293,7 @@ impl<'a> Arrival<'a> {
             },
             generator_delay: self.generator_delay,
             status,
+            why: None,
             ok,
         }
     }
@@ -319,15 +330,24 @@ impl<'a> Arrival<'a> {
         let (shared, u, rid) = (self.shared, self.user, self.request_id.as_str());
         let key = Uuid::new_v4().to_string();
         let (status, id) = create(shared, user, u, &key, rid, true).await;
+        let why = (status == Some(201) && id.is_none()).then_some(UNREADABLE);
         let ok = status == Some(201) && id.is_some();
-        shared.record(self.sample(Op::Create, status, ok, self.started));
+        let mut s = self.sample(Op::Create, status, ok, self.started);
+        s.why = why;
+        shared.record(s);
         if self.op == Op::CreateRetry && ok {
             // The client "lost" the response and retries with the same key: the API must
             // answer with the same ticket, not a twin.
             let again = Instant::now();
             let (status, replay) = create(shared, user, u, &key, rid, false).await;
+            let why = match (status, replay) {
+                (Some(201), None) => Some(UNREADABLE),
+                (Some(201), Some(other)) if Some(other) != id => Some(OTHER_TICKET),
+                _ => None,
+            };
             let ok = status == Some(201) && replay.is_some() && replay == id;
             let mut s = self.sample(Op::CreateRetry, status, ok, again);
+            s.why = why;
             s.corrected = s.service;
             s.start_delay = Duration::ZERO;
             shared.record(s);
@@ -387,6 +407,12 @@ async fn send(
 }
 
 /// POST /v1/tickets with an Idempotency-Key; returns the status and the new ticket's id.
+/// A 201 whose body did not arrive whole or did not parse as a ticket (a replica killed
+/// mid-answer, a timeout while reading it).
+pub const UNREADABLE: &str = "body unreadable";
+/// A re-sent create answered with a different ticket than the first: a twin.
+pub const OTHER_TICKET: &str = "another ticket: idempotency broken";
+
 async fn create(
     shared: &Shared,
     user: &mut GooseUser,
@@ -441,5 +467,26 @@ pub fn label_goose_report(path: &std::path::Path) {
     };
     if let Err(e) = std::fs::write(path, labelled) {
         eprintln!("loadgen: could not label goose.html: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn shared(flags: &[&str]) -> Shared {
+        let cli = crate::config::Cli::parse_from(["loadgen"].iter().chain(flags));
+        Shared::new(&cli.run, Users::new("t", 1))
+    }
+
+    /// With `--metrics-addr off` nothing serves the live series, so nothing records them.
+    #[test]
+    fn the_live_series_exist_only_when_exported() {
+        assert!(shared(&["--metrics-addr", "off"]).live.is_none());
+        let on = shared(&["--metrics-addr", "127.0.0.1:0"]);
+        assert!(on.live.is_some());
+        assert!(shared(&["--metrics-addr", "off"]).live_page().is_empty());
     }
 }

@@ -100,6 +100,7 @@ mod tests {
                     start_delay: Duration::ZERO,
                     generator_delay: None,
                     status: Some(200),
+                    why: None,
                     ok: true,
                 });
                 n += 1;

@@ -53,6 +53,9 @@ pub struct Sample {
     pub generator_delay: Option<Duration>,
     /// HTTP status, or None for a transport error / timeout.
     pub status: Option<u16>,
+    /// Why an answer with a success status still counts as an error (its body could not be
+    /// read, or a replayed create named another ticket); shown next to the status.
+    pub why: Option<&'static str>,
     pub ok: bool,
 }
 
@@ -346,9 +349,11 @@ impl Recorder {
         }
         let (c, v) = (self.value(s.corrected), self.value(s.service));
         let stats = self.ops.entry(s.op).or_insert_with(OpStats::new);
-        let status = s
-            .status
-            .map_or_else(|| "error".to_string(), |c| c.to_string());
+        let status = match (s.status, s.why) {
+            (None, _) => "error".to_string(),
+            (Some(c), None) => c.to_string(),
+            (Some(c), Some(why)) => format!("{c} ({why})"),
+        };
         *stats.statuses.entry(status).or_default() += 1;
         if s.ok {
             stats.corrected.saturating_record(c);
@@ -428,8 +433,40 @@ mod tests {
             start_delay: Duration::ZERO,
             generator_delay: Some(Duration::from_micros(300)),
             status: Some(if ok { 200 } else { 500 }),
+            why: None,
             ok,
         }
+    }
+
+    /// A CI report once read "create_retry: 2 errors, 201×2": two re-sends answered 201 and
+    /// counted as errors with nothing saying why. The reason now stands next to the status.
+    #[test]
+    fn a_success_status_counted_as_an_error_says_why() {
+        let mut r = Recorder::new(
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        );
+        let mut twin = sample(0, 0, 3, false);
+        (twin.op, twin.status, twin.why) = (
+            Op::CreateRetry,
+            Some(201),
+            Some(crate::engine::OTHER_TICKET),
+        );
+        r.record(&twin);
+        let mut cut = sample(1, 5, 3, false);
+        (cut.op, cut.status, cut.why) = (Op::Create, Some(201), Some(crate::engine::UNREADABLE));
+        r.record(&cut);
+        let retry = &r.ops[&Op::CreateRetry];
+        assert_eq!(retry.errors, 1);
+        assert_eq!(
+            retry.statuses.keys().collect::<Vec<_>>(),
+            ["201 (another ticket: idempotency broken)"]
+        );
+        assert_eq!(
+            r.ops[&Op::Create].statuses.keys().collect::<Vec<_>>(),
+            ["201 (body unreadable)"]
+        );
     }
 
     /// Issue #17.3: of 100 measured slots only the first 50 got an answer (1 ms each); the other
