@@ -94,6 +94,7 @@ pub fn samples() -> Vec<Sample> {
                 start_delay: Duration::ZERO,
                 generator_delay: Some(Duration::from_micros(40 + i % 60)),
                 status: Some(200),
+                why: None,
                 ok: true,
             }
         })

@@ -159,6 +159,25 @@ pub struct Proxies {
 }
 
 impl Proxies {
+    /// Only the proxies `fault` acts through; every other link is direct.
+    async fn for_fault(fault: Fault, db_url: &str, redis: &str) -> anyhow::Result<Proxies> {
+        let mut proxies = Proxies::default();
+        match fault {
+            Fault::PostgresLatency => {
+                proxies.api_db = Some(FaultProxy::start(url_addr(db_url)).await);
+            }
+            Fault::RedisDown => proxies.api_redis = Some(FaultProxy::start(url_addr(redis)).await),
+            Fault::NotifierDbDown => {
+                proxies.notifier_db = Some(FaultProxy::start(url_addr(db_url)).await);
+            }
+            Fault::RelayKafkaLatency | Fault::RelayKafkaResets | Fault::RelayKafkaBlackhole => {
+                proxies.relay_kafka = kafka_link_proxies().await?;
+            }
+            _ => {}
+        }
+        Ok(proxies)
+    }
+
     /// The relays' bootstrap list: the proxies when there are any.
     fn relay_brokers(&self, direct: &str) -> String {
         if self.relay_kafka.is_empty() {
@@ -217,27 +236,12 @@ impl Ha {
         std::fs::create_dir_all(logs)?;
         let redis =
             std::env::var("REDIS_URL").context("REDIS_URL (eval \"$(infra/local/stack env)\")")?;
-        let mut proxies = Proxies::default();
+        let proxies = Proxies::for_fault(fault, &world.db_url, &redis).await?;
         let via = |proxy: &Option<FaultProxy>, url: &str| {
             proxy
                 .as_ref()
                 .map_or_else(|| url.to_owned(), |p| p.rewrite_url(url))
         };
-        if matches!(fault, Fault::PostgresLatency) {
-            proxies.api_db = Some(FaultProxy::start(url_addr(&world.db_url)).await);
-        }
-        if matches!(fault, Fault::RedisDown) {
-            proxies.api_redis = Some(FaultProxy::start(url_addr(&redis)).await);
-        }
-        if matches!(fault, Fault::NotifierDbDown) {
-            proxies.notifier_db = Some(FaultProxy::start(url_addr(&world.db_url)).await);
-        }
-        if matches!(
-            fault,
-            Fault::RelayKafkaLatency | Fault::RelayKafkaResets | Fault::RelayKafkaBlackhole
-        ) {
-            proxies.relay_kafka = kafka_link_proxies().await?;
-        }
         let relay_brokers = proxies.relay_brokers(&world.brokers);
         let chaos = if fault == Fault::PublishChaos {
             "0.2"

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::config::{Mix, Op, RunArgs};
 use crate::plan::{self, Pacer, Users};
-use crate::record::{Recorder, Sample};
+use crate::record::{Recorder, Sample, Why};
 
 /// Everything the transactions share.
 pub struct Shared {
@@ -330,7 +330,7 @@ impl<'a> Arrival<'a> {
         let (shared, u, rid) = (self.shared, self.user, self.request_id.as_str());
         let key = Uuid::new_v4().to_string();
         let (status, id) = create(shared, user, u, &key, rid, true).await;
-        let why = (status == Some(201) && id.is_none()).then_some(UNREADABLE);
+        let why = (status == Some(201) && id.is_none()).then_some(Why::Unreadable);
         let ok = status == Some(201) && id.is_some();
         let mut s = self.sample(Op::Create, status, ok, self.started);
         s.why = why;
@@ -341,8 +341,8 @@ impl<'a> Arrival<'a> {
             let again = Instant::now();
             let (status, replay) = create(shared, user, u, &key, rid, false).await;
             let why = match (status, replay) {
-                (Some(201), None) => Some(UNREADABLE),
-                (Some(201), Some(other)) if Some(other) != id => Some(OTHER_TICKET),
+                (Some(201), None) => Some(Why::Unreadable),
+                (Some(201), Some(other)) if Some(other) != id => Some(Why::OtherTicket),
                 _ => None,
             };
             let ok = status == Some(201) && replay.is_some() && replay == id;
@@ -407,12 +407,6 @@ async fn send(
 }
 
 /// POST /v1/tickets with an Idempotency-Key; returns the status and the new ticket's id.
-/// A 201 whose body did not arrive whole or did not parse as a ticket (a replica killed
-/// mid-answer, a timeout while reading it).
-pub const UNREADABLE: &str = "body unreadable";
-/// A re-sent create answered with a different ticket than the first: a twin.
-pub const OTHER_TICKET: &str = "another ticket: idempotency broken";
-
 async fn create(
     shared: &Shared,
     user: &mut GooseUser,

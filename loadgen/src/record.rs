@@ -53,10 +53,28 @@ pub struct Sample {
     pub generator_delay: Option<Duration>,
     /// HTTP status, or None for a transport error / timeout.
     pub status: Option<u16>,
-    /// Why an answer with a success status still counts as an error (its body could not be
-    /// read, or a replayed create named another ticket); shown next to the status.
-    pub why: Option<&'static str>,
+    /// Why an answer with a success status still counts as an error; shown next to the status.
+    pub why: Option<Why>,
     pub ok: bool,
+}
+
+/// Why a success status counted as an error (one byte: a sample stays as small as it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// A 201 whose body did not arrive whole or did not parse as a ticket (a replica killed
+    /// mid-answer, a timeout while reading it).
+    Unreadable,
+    /// A re-sent create answered with a different ticket than the first: a twin.
+    OtherTicket,
+}
+
+impl Why {
+    pub fn label(self) -> &'static str {
+        match self {
+            Why::Unreadable => "body unreadable",
+            Why::OtherTicket => "another ticket: idempotency broken",
+        }
+    }
 }
 
 /// A request counts as a late start when it waited this long past its slot for a free worker.
@@ -352,7 +370,7 @@ impl Recorder {
         let status = match (s.status, s.why) {
             (None, _) => "error".to_string(),
             (Some(c), None) => c.to_string(),
-            (Some(c), Some(why)) => format!("{c} ({why})"),
+            (Some(c), Some(why)) => format!("{c} ({})", why.label()),
         };
         *stats.statuses.entry(status).or_default() += 1;
         if s.ok {
@@ -448,14 +466,10 @@ mod tests {
             Duration::from_secs(2),
         );
         let mut twin = sample(0, 0, 3, false);
-        (twin.op, twin.status, twin.why) = (
-            Op::CreateRetry,
-            Some(201),
-            Some(crate::engine::OTHER_TICKET),
-        );
+        (twin.op, twin.status, twin.why) = (Op::CreateRetry, Some(201), Some(Why::OtherTicket));
         r.record(&twin);
         let mut cut = sample(1, 5, 3, false);
-        (cut.op, cut.status, cut.why) = (Op::Create, Some(201), Some(crate::engine::UNREADABLE));
+        (cut.op, cut.status, cut.why) = (Op::Create, Some(201), Some(Why::Unreadable));
         r.record(&cut);
         let retry = &r.ops[&Op::CreateRetry];
         assert_eq!(retry.errors, 1);
