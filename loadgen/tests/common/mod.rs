@@ -1,6 +1,7 @@
 //! A stub of the tickets API with an injectable stall, to test the load generator itself.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +29,9 @@ struct StubState {
     stall: Stall,
     gets: AtomicU64,
     until: Mutex<Option<Instant>>,
+    /// Tickets by Idempotency-Key: a re-sent create gets its first answer, as from the API
+    /// (without it loadgen rightly reports every re-send as "another ticket").
+    created: Mutex<HashMap<String, contracts::Ticket>>,
 }
 
 /// The run flags of a test against a stub at `addr`: quiet, 500 ms warm-up, no pipeline
@@ -65,6 +69,7 @@ pub async fn start(stall: Stall) -> SocketAddr {
         stall,
         gets: AtomicU64::new(0),
         until: Mutex::new(None),
+        created: Mutex::new(HashMap::new()),
     });
     let app = Router::new()
         .route(
@@ -87,7 +92,15 @@ pub async fn start(stall: Stall) -> SocketAddr {
     addr
 }
 
-async fn create() -> Response {
+async fn create(State(s): State<Arc<StubState>>, headers: HeaderMap) -> Response {
+    let key = headers
+        .get(contracts::headers::IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut created = s.created.lock().await;
+    if let Some(first) = key.as_ref().and_then(|k| created.get(k)) {
+        return (StatusCode::CREATED, axum::Json(first.clone())).into_response();
+    }
     let now = chrono::Utc::now();
     let ticket = contracts::Ticket {
         id: uuid::Uuid::now_v7(),
@@ -99,6 +112,9 @@ async fn create() -> Response {
         updated_at: now,
         closed_at: None,
     };
+    if let Some(k) = key {
+        created.insert(k, ticket.clone());
+    }
     (StatusCode::CREATED, axum::Json(ticket)).into_response()
 }
 
