@@ -35,7 +35,10 @@ pub struct Config {
 
     /// Consumer group session timeout: a notifier that dies without leaving (kill -9, lost host)
     /// keeps its partitions this long before the group hands them to the others. The broker
-    /// bounds it (`group.min.session.timeout.ms`, 6 s by default). Heartbeats every third of it.
+    /// bounds it (`group.min.session.timeout.ms`, 6 s by default). Heartbeats every tenth of it
+    /// (at least 100 ms): the client revokes its own partitions when no heartbeat succeeded for
+    /// this long, so the last success must be recent when a coordinator dies (its move takes a
+    /// broker failover, ~5 s on the local cluster).
     #[arg(long, env = "NOTIFIER_SESSION_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub session_timeout: Duration,
 

@@ -6,8 +6,13 @@ use rdkafka::ClientConfig;
 /// The local stack's broker (`infra/local/stack`); `--kafka-brokers` elsewhere.
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:19092";
 
-/// `bootstrap.servers`, then the client's own settings, then the operator's passthrough
-/// options (`--kafka-option k=v`: TLS, SASL, tuning), which win over both.
+/// What every client of the system sets, whatever its role: a dead broker is retried at most
+/// every second (librdkafka's default backs off to 10 s, and a consumer or producer whose
+/// leader moved back to a restarted node, or whose coordinator was there, waited that long).
+const SHARED: &[(&str, &str)] = &[("reconnect.backoff.max.ms", "1000")];
+
+/// `bootstrap.servers` and the shared settings, then the client's own settings, then the
+/// operator's passthrough options (`--kafka-option k=v`: TLS, SASL, tuning), which win over all.
 pub fn client_config(
     brokers: &str,
     own: &[(&str, String)],
@@ -15,6 +20,9 @@ pub fn client_config(
 ) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", brokers);
+    for (k, v) in SHARED {
+        client.set(*k, *v);
+    }
     for (k, v) in own {
         client.set(*k, v);
     }
@@ -38,5 +46,6 @@ mod tests {
         assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("linger.ms"), Some("50"));
+        assert_eq!(c.get("reconnect.backoff.max.ms"), Some("1000"));
     }
 }

@@ -34,12 +34,12 @@ pub fn producer(config: &Config) -> anyhow::Result<FutureProducer> {
         // A link that swallows bytes without closing (a dropped route, a half-open connection
         // after a failover) is only noticed when a request times out, and a new connection only
         // when its setup does: librdkafka waits 60 s and 30 s by default, then backs off up to
-        // 10 s between reconnects. 10 s, 10 s and 1 s bound a silent link's cost to about 20 s
-        // after it comes back (the relay-kafka-blackhole drill). A produce slower than 10 s is
-        // retried on a new connection (idempotent: no duplicate), costing one reconnect.
+        // 10 s between reconnects. 10 s, 10 s and 1 s (the reconnect cap every client gets from
+        // ops::kafka) bound a silent link's cost to about 20 s after it comes back (the
+        // relay-kafka-blackhole drill). A produce slower than 10 s is retried on a new
+        // connection (idempotent: no duplicate), costing one reconnect.
         ("socket.timeout.ms", "10000".into()),
         ("socket.connection.setup.timeout.ms", "10000".into()),
-        ("reconnect.backoff.max.ms", "1000".into()),
     ];
     ops::kafka::client_config(&config.kafka_brokers, &own, &config.kafka_options)
         .create()
