@@ -126,7 +126,9 @@ pub const ALL: [Drill; 12] = [
         "kill -9 the Kafka node leading most partitions; restart it after 30 s (RF 3, min ISR 2, acks=all)",
         30.0,
         Errors::None,
-        15.0,
+        // The broker failover (~5 s, more when the node was also the controller) and no group
+        // session lost meanwhile (a lost one costs another 5-10 s: the CI run that found it).
+        10.0,
     ),
     drill(
         "redis-down",
