@@ -415,3 +415,66 @@ async fn end_to_end_relay_to_notification_with_lag_metrics() {
     rstop.cancel();
     rh.await.unwrap().unwrap();
 }
+
+/// SPEC N-6 end to end: a change made through the API reaches its owner's event stream only
+/// after the notifier has recorded it, through relay → Kafka → notifier, and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_reaches_its_owners_event_stream_after_the_notifier_recorded_it() {
+    use test_support::sse::EventStream;
+    let Some(world) = World::new(2).await else {
+        return;
+    };
+    let system = test_support::System::start(&world).await;
+    let base = format!("http://{}", system.api.addr);
+    let (owner, other) = ("sse-owner", "sse-other");
+    let mut stream = EventStream::connect(&base, owner, None).await;
+    let mut others = EventStream::connect(&base, other, None).await;
+    let client = reqwest::Client::new();
+    let ticket: serde_json::Value = client
+        .post(format!("{base}/v1/tickets"))
+        .header("x-user-id", owner)
+        .json(&serde_json::json!({"title": "printer", "description": "on fire"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = ticket["id"].as_str().unwrap();
+    let close = client
+        .post(format!("{base}/v1/tickets/{id}/close"))
+        .header("x-user-id", owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(close.status(), 200);
+
+    let created = stream
+        .event(LONG)
+        .await
+        .expect("ticket.created on the stream");
+    let closed = stream
+        .event(LONG)
+        .await
+        .expect("ticket.closed on the stream");
+    assert_eq!(created.event.as_deref(), Some("ticket.created"));
+    assert_eq!(closed.event.as_deref(), Some("ticket.closed"));
+    for change in [&created, &closed] {
+        let data = change.json();
+        assert_eq!(data["ticket_id"], id);
+        let handled = world
+            .count(&format!(
+                "SELECT count(*) FROM processed_events WHERE event_id = '{}'",
+                data["event_id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(
+            handled, 1,
+            "the notifier recorded {change:?} before it was streamed"
+        );
+    }
+    assert!(
+        others.event(Duration::from_millis(500)).await.is_none(),
+        "another user's stream stays silent"
+    );
+}

@@ -16,6 +16,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::cache::ListCache;
 use crate::config::Config;
+use crate::feed::Feed;
 use crate::idempotency::IdempotencyCache;
 use crate::metrics::Metrics;
 use crate::redis_client::Redis;
@@ -81,6 +82,7 @@ fn state(
         redis,
         metrics,
         tasks: TaskTracker::new(),
+        feed: None,
     }
 }
 
@@ -105,9 +107,19 @@ impl App {
         };
         let objects =
             ObjectStore::from_config(&config.s3, &config.attachments, metrics.clone()).await;
-        let state = state(&config, store, redis, objects, metrics);
+        let mut state = state(&config, store, redis, objects, metrics);
 
         let shutdown = CancellationToken::new();
+        if let Some(pool) = &pg_pool {
+            let feed = Feed::new(
+                pool.clone(),
+                config.sse_limits(),
+                state.metrics.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(feed.clone().run_listener());
+            state.feed = Some(feed);
+        }
         // Postgres mode only: in memory mode the metadata dies with the process, and two
         // replicas would sweep each other's objects.
         let sweep_every = config.attachments.attachment_sweep_interval;

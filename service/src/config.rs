@@ -136,6 +136,34 @@ pub struct Config {
 
     #[command(flatten)]
     pub attachments: AttachmentConfig,
+
+    #[command(flatten)]
+    pub sse: SseConfig,
+}
+
+/// Limits of the event stream `GET /v1/events` (Postgres mode only).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SseConfig {
+    /// Event streams open at once on this replica; past it a new one gets 503 (retry another
+    /// replica). Each is a client connection too: at most MAX_CONNECTIONS − 1 apply.
+    #[arg(long, env = "SSE_MAX_STREAMS", default_value_t = 5_000)]
+    pub sse_max_streams: usize,
+
+    /// Event streams one user may hold open on this replica; past it 429 `too_many_streams`.
+    #[arg(long, env = "SSE_MAX_STREAMS_PER_USER", default_value_t = 4)]
+    pub sse_max_streams_per_user: usize,
+
+    /// Interval of the heartbeat comment on an idle stream (proxies close silent connections).
+    #[arg(long, env = "SSE_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub sse_heartbeat: Duration,
+
+    /// How far back a resume (`Last-Event-ID`) may reach; older gets a `reset` event.
+    #[arg(long, env = "SSE_REPLAY_WINDOW", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub sse_replay_window: Duration,
+
+    /// Most changes one resume replays; more gets a `reset` event instead.
+    #[arg(long, env = "SSE_REPLAY_MAX", default_value_t = 1_000)]
+    pub sse_replay_max: u32,
 }
 
 /// The object store for attachment bytes: Garage locally, AWS S3 or MinIO elsewhere.
@@ -238,6 +266,16 @@ impl Config {
     }
 
     /// Checks what clap cannot; the error names the variable to fix.
+    /// The event streams' limits as applied: a stream is a client connection too, so at most
+    /// MAX_CONNECTIONS − 1 of them, leaving one for requests.
+    pub fn sse_limits(&self) -> SseConfig {
+        let mut sse = self.sse.clone();
+        sse.sse_max_streams = sse
+            .sse_max_streams
+            .min(self.max_connections.saturating_sub(1));
+        sse
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         let nonzero = [
             ("REQUEST_TIMEOUT", self.request_timeout),
@@ -258,6 +296,8 @@ impl Config {
                 "ATTACHMENT_UPLOAD_TIMEOUT",
                 self.attachments.attachment_upload_timeout,
             ),
+            ("SSE_HEARTBEAT", self.sse.sse_heartbeat),
+            ("SSE_REPLAY_WINDOW", self.sse.sse_replay_window),
         ];
         if let Some((name, _)) = nonzero.iter().find(|(_, d)| d.is_zero()) {
             return Err(format!("{name} must be greater than zero"));
@@ -267,6 +307,9 @@ impl Config {
         }
         if self.max_connections == 0 {
             return Err("MAX_CONNECTIONS must be at least 1".into());
+        }
+        if self.sse.sse_max_streams_per_user == 0 {
+            return Err("SSE_MAX_STREAMS_PER_USER must be at least 1".into());
         }
         if self.shutdown_grace < self.attachments.attachment_upload_timeout {
             return Err(
@@ -436,6 +479,24 @@ mod tests {
         c.attachments.attachment_part_bytes = MIN_PART_BYTES;
         c.attachments.attachment_url_ttl = Duration::from_secs(8 * 24 * 3600);
         assert!(c.validate().unwrap_err().contains("ATTACHMENT_URL_TTL"));
+    }
+
+    #[test]
+    fn event_streams_leave_a_connection_for_requests() {
+        let mut c = Config::for_tests();
+        assert_eq!(c.sse_limits().sse_max_streams, 5_000);
+        c.max_connections = 100;
+        assert_eq!(c.sse_limits().sse_max_streams, 99);
+        c.validate().unwrap();
+        c.sse.sse_max_streams_per_user = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .contains("SSE_MAX_STREAMS_PER_USER")
+        );
+        c.sse.sse_max_streams_per_user = 1;
+        c.sse.sse_heartbeat = Duration::ZERO;
+        assert!(c.validate().unwrap_err().contains("SSE_HEARTBEAT"));
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub enum AppError {
     NotFound(&'static str),
     #[error("too many requests for this user; slow down")]
     RateLimited,
+    #[error("this user has {0} event streams open on this replica already; close one first")]
+    TooManyStreams(usize),
     #[error("{0}")]
     Unavailable(String),
     /// The client reads the summary; the log gets the cause too.
@@ -90,6 +92,7 @@ impl AppError {
             AppError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            AppError::TooManyStreams(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_streams"),
             AppError::Unavailable(_) | AppError::ObjectStoreUnavailable(..) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod extract;
+pub mod feed;
 pub mod idempotency;
 pub mod metrics;
 pub mod middleware;

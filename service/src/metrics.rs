@@ -34,6 +34,14 @@ pub struct Metrics {
     pub attachment_bytes: IntCounter,
     /// Deletes/aborts of objects no metadata references, `action`, `outcome="ok"|"failed"`.
     pub object_cleanups: IntCounterVec,
+    /// Event streams (`GET /v1/events`) open now; whether the feed's LISTEN connection is up.
+    pub sse_streams: IntGauge,
+    pub sse_listening: IntGauge,
+    /// Changes sent on event streams; `reset` events (incomplete resumes); refused streams by
+    /// `reason="user_cap"|"global_cap"`.
+    pub sse_events: IntCounter,
+    pub sse_resets: IntCounter,
+    pub sse_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -102,6 +110,22 @@ impl Metrics {
                 "object_cleanups_total",
                 "Unreferenced uploads removed from the object store (abort or delete), by outcome",
                 &["action", "outcome"],
+            ),
+            sse_streams: r.gauge("sse_streams_open", "Event streams open on this replica"),
+            sse_listening: r.gauge(
+                "sse_feed_listening",
+                "1 while the event feed's LISTEN connection to Postgres is up",
+            ),
+            sse_events: r.counter("sse_events_sent_total", "Changes sent on event streams"),
+            sse_resets: r.counter(
+                "sse_resets_total",
+                "reset events sent: resumes outside the replay window, or missed changes",
+            ),
+            sse_refused: r.counter_vec_zeroed(
+                "sse_streams_refused_total",
+                "Event streams refused by cap",
+                &["reason"],
+                &[&["user_cap"], &["global_cap"]],
             ),
             registry: r,
         }

@@ -7,6 +7,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cache::ListCache;
 use crate::config::AttachmentConfig;
+use crate::feed::Feed;
 use crate::idempotency::IdempotencyCache;
 use crate::metrics::Metrics;
 use crate::redis_client::Redis;
@@ -26,4 +27,6 @@ pub struct AppState {
     /// Work that must finish even when its request is dropped (writes and what follows their
     /// commit); shutdown waits for it within the grace period.
     pub tasks: TaskTracker,
+    /// The live feed of `GET /v1/events`; `None` in memory mode (no notifier writes there).
+    pub feed: Option<Arc<Feed>>,
 }

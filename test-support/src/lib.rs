@@ -1,11 +1,12 @@
 //! Helpers the integration tests of every crate share (issue #12.3): a fault-injecting TCP proxy,
 //! and the pipeline tests' private world (a fresh migrated database and topics per test on the
 //! local stack, topic reads and writes, wait-for helpers, metric scrapes), and the system's
-//! processes spawned in the test on port 0.
+//! processes spawned in the test on port 0, and a client of the API's event stream.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod pipeline;
 pub mod proxy;
+pub mod sse;
 pub mod system;
 
 pub use pipeline::{Read, World, create_topic, eventually, read_topic, scrape, stack};

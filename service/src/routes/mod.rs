@@ -3,6 +3,7 @@
 
 mod attachments;
 pub mod docs;
+mod events;
 mod health;
 mod tickets;
 
@@ -32,6 +33,7 @@ pub struct Route {
 pub fn table() -> Vec<Route> {
     let mut routes = tickets::routes();
     routes.extend(attachments::routes());
+    routes.extend(events::routes());
     routes.extend(health::routes());
     routes.extend(docs::routes());
     routes

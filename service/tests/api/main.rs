@@ -5,6 +5,7 @@ mod attachments;
 mod cli;
 mod common;
 mod contract;
+mod events;
 mod limits;
 mod openapi;
 mod stack;

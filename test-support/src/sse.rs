@@ -1,0 +1,121 @@
+//! A client of the API's event stream (`GET /v1/events`) as tests need it: open, read frames
+//! with a deadline, see the stream end.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use serde_json::Value;
+
+/// One SSE frame as a client parses it.
+#[derive(Debug, Default, Clone)]
+pub struct Frame {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+    /// A comment line (`: …`): the opening, heartbeats.
+    pub comment: bool,
+}
+
+impl Frame {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).expect("the frame's data is JSON")
+    }
+
+    fn parse(raw: &str) -> Frame {
+        let mut f = Frame::default();
+        for line in raw.lines() {
+            if line.starts_with(':') {
+                f.comment = true;
+            } else if let Some((k, v)) = line.split_once(':') {
+                let v = v.strip_prefix(' ').unwrap_or(v);
+                match k {
+                    "id" => f.id = Some(v.into()),
+                    "event" => f.event = Some(v.into()),
+                    "data" => f.data.push_str(v),
+                    _ => {}
+                }
+            }
+        }
+        f
+    }
+}
+
+/// `GET {base}/v1/events` as `user`, resuming after `last_event_id`.
+pub async fn open(base: &str, user: &str, last_event_id: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .get(format!("{base}/v1/events"))
+        .header("x-user-id", user);
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    req.send().await.unwrap()
+}
+
+/// An open stream.
+pub struct EventStream {
+    body: BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+}
+
+impl EventStream {
+    /// Opens the stream and checks it is one (200, `text/event-stream`).
+    pub async fn connect(base: &str, user: &str, last_event_id: Option<&str>) -> EventStream {
+        let res = open(base, user, last_event_id).await;
+        assert_eq!(
+            res.status(),
+            200,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
+        assert_eq!(
+            res.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        EventStream {
+            body: res.bytes_stream().boxed(),
+            buf: String::new(),
+        }
+    }
+
+    /// The next frame (event or comment); `None` when the stream ended or `wait` passed.
+    pub async fn frame(&mut self, wait: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let raw: String = self.buf.drain(..end + 2).collect();
+                return Some(Frame::parse(&raw));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .ok()??;
+            self.buf
+                .push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        }
+    }
+
+    /// The next named event (comments and the opening `retry` skipped).
+    pub async fn event(&mut self, wait: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let f = self.frame(left).await?;
+            if !f.comment && f.event.is_some() {
+                return Some(f);
+            }
+        }
+    }
+
+    /// Whether the stream ends cleanly within `wait` (a broken one panics).
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Ok(None) => return true,
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => panic!("the stream broke instead of ending: {e}"),
+                Err(_) => return false,
+            }
+        }
+    }
+}
