@@ -137,7 +137,10 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
                 "session.timeout.ms",
                 config.session_timeout.as_millis().to_string(),
             ),
-            ("heartbeat.interval.ms", heartbeat_interval_ms(config).to_string()),
+            (
+                "heartbeat.interval.ms",
+                heartbeat_interval_ms(config).to_string(),
+            ),
             ("statistics.interval.ms", "1000".into()),
         ],
     )
