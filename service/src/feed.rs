@@ -103,7 +103,7 @@ impl Drop for Subscription {
                 topics.by_user.remove(&self.user);
             }
         }
-        self.feed.metrics.sse_streams.set(topics.open as i64);
+        self.feed.metrics.sse.streams.set(topics.open as i64);
     }
 }
 
@@ -157,7 +157,7 @@ impl Feed {
         topic.streams += 1;
         let rx = topic.tx.subscribe();
         topics.open += 1;
-        self.metrics.sse_streams.set(topics.open as i64);
+        self.metrics.sse.streams.set(topics.open as i64);
         Ok(Subscription {
             feed: self.clone(),
             user: user.to_owned(),
@@ -233,7 +233,7 @@ impl Feed {
             if std::mem::take(&mut deaf) {
                 self.resync_all();
             }
-            self.metrics.sse_listening.set(1);
+            self.metrics.sse.listening.set(1);
             loop {
                 tokio::select! {
                     msg = listener.try_recv() => match msg {
@@ -251,7 +251,7 @@ impl Feed {
                     () = self.shutdown.cancelled() => return,
                 }
             }
-            self.metrics.sse_listening.set(0);
+            self.metrics.sse.listening.set(0);
             deaf = true;
         }
     }

@@ -34,14 +34,42 @@ pub struct Metrics {
     pub attachment_bytes: IntCounter,
     /// Deletes/aborts of objects no metadata references, `action`, `outcome="ok"|"failed"`.
     pub object_cleanups: IntCounterVec,
-    /// Event streams (`GET /v1/events`) open now; whether the feed's LISTEN connection is up.
-    pub sse_streams: IntGauge,
-    pub sse_listening: IntGauge,
-    /// Changes sent on event streams; `reset` events (incomplete resumes); refused streams by
+    pub sse: SseMetrics,
+}
+
+/// The event stream's (`GET /v1/events`).
+pub struct SseMetrics {
+    /// Streams open now; whether the feed's LISTEN connection is up.
+    pub streams: IntGauge,
+    pub listening: IntGauge,
+    /// Changes sent; `reset` events (incomplete resumes); refused streams by
     /// `reason="user_cap"|"global_cap"`.
-    pub sse_events: IntCounter,
-    pub sse_resets: IntCounter,
-    pub sse_refused: IntCounterVec,
+    pub events: IntCounter,
+    pub resets: IntCounter,
+    pub refused: IntCounterVec,
+}
+
+impl SseMetrics {
+    fn new(r: &ops::metrics::Registry) -> Self {
+        Self {
+            streams: r.gauge("sse_streams_open", "Event streams open on this replica"),
+            listening: r.gauge(
+                "sse_feed_listening",
+                "1 while the event feed's LISTEN connection to Postgres is up",
+            ),
+            events: r.counter("sse_events_sent_total", "Changes sent on event streams"),
+            resets: r.counter(
+                "sse_resets_total",
+                "reset events sent: resumes outside the replay window, or missed changes",
+            ),
+            refused: r.counter_vec_zeroed(
+                "sse_streams_refused_total",
+                "Event streams refused by cap",
+                &["reason"],
+                &[&["user_cap"], &["global_cap"]],
+            ),
+        }
+    }
 }
 
 impl Metrics {
@@ -111,22 +139,7 @@ impl Metrics {
                 "Unreferenced uploads removed from the object store (abort or delete), by outcome",
                 &["action", "outcome"],
             ),
-            sse_streams: r.gauge("sse_streams_open", "Event streams open on this replica"),
-            sse_listening: r.gauge(
-                "sse_feed_listening",
-                "1 while the event feed's LISTEN connection to Postgres is up",
-            ),
-            sse_events: r.counter("sse_events_sent_total", "Changes sent on event streams"),
-            sse_resets: r.counter(
-                "sse_resets_total",
-                "reset events sent: resumes outside the replay window, or missed changes",
-            ),
-            sse_refused: r.counter_vec_zeroed(
-                "sse_streams_refused_total",
-                "Event streams refused by cap",
-                &["reason"],
-                &[&["user_cap"], &["global_cap"]],
-            ),
+            sse: SseMetrics::new(&r),
             registry: r,
         }
     }

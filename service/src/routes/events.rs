@@ -53,7 +53,8 @@ async fn events(
     let sub = feed.subscribe(user.as_str()).map_err(|r| {
         state
             .metrics
-            .sse_refused
+            .sse
+            .refused
             .with_label_values(&[match r {
                 Refused::UserCap(_) => "user_cap",
                 Refused::GlobalCap(_) => "global_cap",
@@ -181,7 +182,7 @@ impl ChangeStream {
         };
         match read.await {
             Ok((missed, rows)) if missed || rows.len() as i64 > max => {
-                self.state.metrics.sse_resets.inc();
+                self.state.metrics.sse.resets.inc();
                 // Nothing of the backlog is sent: the client reloads, then follows live.
                 Step::Send(open.event("reset").data(
                     r#"{"reason":"Last-Event-ID is outside the replay window; reload with GET /v1/tickets"}"#,
@@ -220,7 +221,7 @@ impl ChangeStream {
                 if let Err(e) = outcome {
                     tracing::warn!(error = %e, "SSE: re-reading missed changes failed");
                 }
-                self.state.metrics.sse_resets.inc();
+                self.state.metrics.sse.resets.inc();
                 Some(
                     Event::default()
                         .event("reset")
@@ -232,7 +233,7 @@ impl ChangeStream {
 
     fn send(&mut self, change: &Change) -> Event {
         self.last = Some(self.last.map_or(change.id, |l| l.max(change.id)));
-        self.state.metrics.sse_events.inc();
+        self.state.metrics.sse.events.inc();
         Event::default()
             .id(change.id.to_string())
             .event(change.kind.as_str())
