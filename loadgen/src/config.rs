@@ -108,6 +108,12 @@ pub struct RunArgs {
     #[arg(long, env = "LOADGEN_USERS", default_value_t = 200)]
     pub users: usize,
 
+    /// Users (the first N of --users) holding the API's event stream (`GET /v1/events`) open
+    /// for the run: each change of a write of the window is timed from the write's intended
+    /// start to its delivery (report `sse`, SLO `sse_p99`). Needs the notifier running.
+    #[arg(long, env = "LOADGEN_SSE_USERS", default_value_t = 0)]
+    pub sse_users: usize,
+
     /// Tickets created per user before the run, so get/close/list have data from the start.
     #[arg(long, env = "LOADGEN_TICKETS_PER_USER", default_value_t = 5)]
     pub tickets_per_user: usize,
@@ -236,6 +242,9 @@ impl RunArgs {
         }
         if !(0.0..=1.0).contains(&self.retry_share) {
             return Err("--retry-share must be within 0..=1".into());
+        }
+        if self.sse_users > self.users {
+            return Err("--sse-users must be at most --users".into());
         }
         if self.max_workers == Some(0) {
             return Err("--max-workers must be > 0".into());

@@ -21,6 +21,7 @@ pub mod record;
 pub mod report;
 mod setup;
 pub mod slo;
+pub mod sse;
 pub mod stats;
 mod summary;
 
@@ -115,6 +116,8 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
     );
     let goose_report = args.goose_report.then(|| dir.join("goose.html"));
     let goose_config = engine::goose_config(&target, workers, &args, goose_report.as_deref());
+    let streams =
+        sse::Listeners::start(&target, &shared, args.sse_users, args.warmup, args.duration);
     let attack = tokio::spawn(engine::attack(shared.clone(), goose_config));
     let cpu = tokio::spawn(cpu::window_cpu(shared.clone(), args.warmup, args.duration));
     let watched = progress::watch(&shared, &scraper, &args, first, || attack.is_finished()).await;
@@ -141,9 +144,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
     let mut report = assemble::report(info, &args, &shared, run_end, pipeline, &dir)?;
     shared.finish(report.not_sent);
     report.generator_cpu_s = cpu.await.ok().flatten();
-    if let Some(url) = &args.database_url {
-        audit(&mut report, url, &args, &shared, &scraper).await?;
-    }
+    after_the_run(&mut report, &args, &shared, &scraper, streams).await?;
     assemble::verdict(&mut report, &args);
     write_report(&report, &dir)?;
     if let Some(url) = &args.prometheus {
@@ -161,6 +162,24 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
         let _ = export.await;
     }
     Ok((report, dir))
+}
+
+/// What waits for the pipeline to drain: the audit (with `--database-url`), then the event
+/// streams' last deliveries.
+async fn after_the_run(
+    report: &mut Report,
+    args: &RunArgs,
+    shared: &Shared,
+    scraper: &Scraper,
+    streams: sse::Listeners,
+) -> anyhow::Result<()> {
+    if let Some(url) = &args.database_url {
+        audit(report, url, args, shared, scraper).await?;
+    }
+    report.sse = streams
+        .finish(Duration::from_secs(2), args.audit_timeout)
+        .await;
+    Ok(())
 }
 
 /// The zero-loss audit by id, and the exact per-event pipeline latency of the window.

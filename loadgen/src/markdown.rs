@@ -13,6 +13,7 @@ impl Report {
         generator_rows(&mut md, self);
         pipeline_rows(&mut md, &self.pipeline);
         audit_rows(&mut md, self);
+        sse_rows(&mut md, self);
         for n in &self.pipeline.notes {
             let _ = writeln!(md, "\nNote: {n}");
         }
@@ -199,6 +200,27 @@ fn pipeline_rows(md: &mut String, p: &PipelineSummary) {
         md,
         "| consumer lag max | {} |",
         opt(p.consumer_lag_max, " msgs")
+    );
+}
+
+/// `--sse-users`: the event stream's delivered latency.
+fn sse_rows(md: &mut String, r: &Report) {
+    let Some(s) = &r.sse else {
+        return;
+    };
+    let x = &s.intended_to_delivered;
+    let _ = writeln!(
+        md,
+        "| event stream ({} users): intended start → delivered p50 / p99 / p99.9 / max | {:.1} / {:.1} / {:.1} / {:.1} ms ({} changes of the window; {} reconnects, {} resets, {} refused) |",
+        s.users,
+        x.p50_ms,
+        x.p99_ms,
+        x.p999_ms,
+        x.max_ms,
+        s.events,
+        s.reconnects,
+        s.resets,
+        s.refused
     );
 }
 

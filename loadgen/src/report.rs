@@ -157,6 +157,10 @@ pub struct Report {
     pub spectrum: Vec<(f64, f64)>,
     pub pipeline: PipelineSummary,
     pub audit: Option<Audit>,
+    /// `--sse-users`: changes delivered on the event stream, timed from the write's intended
+    /// start.
+    #[serde(default)]
+    pub sse: Option<crate::sse::SseSummary>,
     pub slos: Vec<SloResult>,
     pub passed: bool,
 }
@@ -193,6 +197,11 @@ impl Report {
                 .map(|e| e.intended_to_notified.p99_ms),
             "consumer_lag_max" => self.pipeline.consumer_lag_max,
             "lost_events" => self.audit.as_ref().map(|a| a.lost as f64),
+            "sse_p99" => self
+                .sse
+                .as_ref()
+                .filter(|s| s.events > 0)
+                .map(|s| s.intended_to_delivered.p99_ms),
             _ => None,
         }
     }

@@ -39,6 +39,7 @@ const METRICS: &[(&str, Kind)] = &[
     ("notified_p99", Kind::Ms),
     ("consumer_lag_max", Kind::Number),
     ("lost_events", Kind::Number),
+    ("sse_p99", Kind::Ms),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -37,6 +37,8 @@ async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
         "1s",
         "--users",
         "10",
+        "--sse-users",
+        "10",
         "--tickets-per-user",
         "2",
         "--quiet",
@@ -105,6 +107,25 @@ async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
         Some(exact.commit_to_notified.p99_ms),
         "SLOs use the exact figure"
     );
+
+    // SPEC N-6: every user held the event stream, so every change of the window reached it
+    // once, each after the notifier had recorded it (delivery follows the commit, so no
+    // quantile can be below the notifier's own).
+    let sse = report
+        .sse
+        .clone()
+        .expect("--sse-users: the stream's summary");
+    assert_eq!(sse.events, exact.events, "{sse:?}");
+    assert_eq!((sse.resets, sse.refused), (0, 0), "{sse:?}");
+    assert!(
+        sse.intended_to_delivered.p50_ms + 0.5 >= exact.intended_to_notified.p50_ms,
+        "{sse:?} vs {exact:?}"
+    );
+    assert_eq!(
+        report.metric("sse_p99"),
+        Some(sse.intended_to_delivered.p99_ms)
+    );
+    assert!(report.markdown().contains("event stream (10 users)"));
 
     // A loss: one processed event of this run disappears (as if the notifier never saw it).
     sqlx::query(

@@ -45,6 +45,8 @@ pub struct Change {
     pub event_id: Uuid,
     /// The event type: `ticket.created`, `ticket.closed`, `ticket.attachment_added`.
     pub kind: String,
+    /// The `X-Request-Id` of the write that caused it (a client matches its own writes by it).
+    pub request_id: Option<String>,
     /// When the notifier recorded it.
     pub at: DateTime<Utc>,
 }
@@ -184,7 +186,8 @@ impl Feed {
     /// replay window.
     pub async fn since(&self, user: &str, after: i64, limit: i64) -> sqlx::Result<Vec<Change>> {
         sqlx::query_as(
-            "SELECT id, recipient, ticket_id, event_id, kind, created_at AS at
+            "SELECT id, recipient, ticket_id, event_id, kind, left(payload->>'request_id', 128) AS request_id,
+                    created_at AS at
              FROM notifications
              WHERE recipient = $1 AND id > $2 AND created_at > now() - $3::interval
              ORDER BY id
