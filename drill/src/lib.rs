@@ -6,6 +6,7 @@
 //! (loadgen's audit) and measures errors, lags and recovery (measure.rs). Reports go to
 //! `reports/drills/<date>/<name>/`, the scoreboard to `reports/drills/<date>/README.md`.
 
+pub mod balancer;
 pub mod fault;
 pub mod measure;
 pub mod plan;

@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 use test_support::{FaultProxy, World, url_addr};
 use tokio::process::{Child, Command};
 
+use crate::balancer::{API_TIMEOUT, Balancer};
 use crate::plan::Fault;
 
 /// Which program a process runs.
@@ -125,7 +126,7 @@ fn free_addr() -> SocketAddr {
         .expect("a free port on 127.0.0.1")
 }
 
-async fn wait_ready(url: &str, what: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(url: &str, what: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -219,7 +220,7 @@ pub struct Ha {
     pub relays: Vec<Proc>,
     pub notifiers: Vec<Proc>,
     pub lb: SocketAddr,
-    lb_proc: Option<Child>,
+    lb_proc: Option<Balancer>,
     pub proxies: Proxies,
     pub logs: PathBuf,
     /// The Kafka node a drill killed, until it is started again.
@@ -309,21 +310,14 @@ impl Ha {
     }
 
     async fn start_balancer(&mut self) -> anyhow::Result<()> {
-        let cfg = self.logs.join("haproxy.cfg");
-        std::fs::write(&cfg, haproxy_config(self.lb, &self.apis))?;
-        let log = std::fs::File::create(self.logs.join("haproxy.log"))?;
-        let child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting haproxy (the stack installs it: infra/local/stack up)")?;
-        self.lb_proc = Some(child);
-        wait_ready(&format!("http://{}/readyz", self.lb), "haproxy").await
+        let apis: Vec<(&str, SocketAddr)> = self
+            .apis
+            .iter()
+            .map(|p| (p.name.as_str(), p.addr))
+            .collect();
+        let lb = Balancer::start(self.lb, &apis, API_TIMEOUT, &self.logs).await?;
+        self.lb_proc = Some(lb);
+        Ok(())
     }
 
     pub fn target(&self) -> String {
@@ -343,9 +337,8 @@ impl Ha {
         for p in self.procs_mut() {
             p.stop().await;
         }
-        if let Some(mut lb) = self.lb_proc.take() {
-            let _ = lb.start_kill();
-            let _ = lb.wait().await;
+        if let Some(lb) = self.lb_proc.take() {
+            lb.stop().await;
         }
     }
 }
@@ -365,50 +358,4 @@ impl Drop for Ha {
 /// `infra/local/stack`, which kills, starts and describes the Kafka nodes.
 pub fn stack_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/local/stack")
-}
-
-/// Round robin over the replicas; a replica that fails three readiness checks in a row (every
-/// second, 2 s each) leaves the pool. When every replica fails its check at once (an overloaded
-/// box answers /readyz slowly or 503 everywhere), the same replicas serve again as unchecked
-/// backups: failing open, as a load balancer in front of one service should, rather than
-/// turning overload into a 503 for every request. A request whose connection failed, or that
-/// got no answer because the replica died under it, is sent again to another one (`retry-on`,
-/// `option redispatch`): creates carry an Idempotency-Key, so a re-sent create cannot make a
-/// twin.
-pub fn haproxy_config(bind: SocketAddr, apis: &[Proc]) -> String {
-    let servers: String = apis
-        .iter()
-        .map(|p| {
-            format!(
-                "    server {n} {a} check inter 1s fall 3 rise 2\n    server {n}-open {a} backup\n",
-                n = p.name,
-                a = p.addr
-            )
-        })
-        .collect();
-    format!(
-        "global
-    maxconn 8000
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 10s
-    timeout queue 5s
-    timeout check 2s
-    retries 3
-    option redispatch 1
-    retry-on conn-failure empty-response response-timeout
-
-frontend api
-    bind {bind}
-    default_backend apis
-
-backend apis
-    balance roundrobin
-    option allbackups
-    option httpchk GET /readyz
-{servers}"
-    )
 }

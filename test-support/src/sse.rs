@@ -6,6 +6,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
 
 /// One SSE frame as a client parses it.
 #[derive(Debug, Default, Clone)]
@@ -118,4 +120,28 @@ impl EventStream {
             }
         }
     }
+}
+
+/// What the notifier writes for a handled event, played by a test: its dedup row and the user's
+/// notification in one transaction, the same statement shape, so the trigger, LISTEN and the
+/// replay are the real ones. Returns the change's id.
+pub async fn notify(pool: &PgPool, user: &str, ticket: Uuid, kind: &str) -> i64 {
+    notify_at(pool, user, ticket, kind, "now()").await
+}
+
+/// [`notify`] with the notification's `created_at` given as an SQL expression.
+pub async fn notify_at(pool: &PgPool, user: &str, ticket: Uuid, kind: &str, at: &str) -> i64 {
+    let event = Uuid::now_v7();
+    sqlx::query_scalar(&format!(
+        "WITH p AS (INSERT INTO processed_events (event_id, event_type) VALUES ($1, $2) RETURNING event_id)
+         INSERT INTO notifications (event_id, ticket_id, recipient, kind, payload, created_at)
+         SELECT event_id, $3, $4, $2, '{{}}'::jsonb, {at} FROM p RETURNING id"
+    ))
+    .bind(event)
+    .bind(kind)
+    .bind(ticket)
+    .bind(user)
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }

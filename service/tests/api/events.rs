@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use common::{TestApp, assert_error, new_user, postgres_config, stack};
 use futures::StreamExt;
-use sqlx::PgPool;
-use test_support::sse::{EventStream, open};
+use test_support::sse::{EventStream, notify, notify_at, open};
 use uuid::Uuid;
 
 fn base(app: &TestApp) -> String {
@@ -24,28 +23,6 @@ async fn connect(app: &TestApp, user: &str, last_event_id: Option<&str>) -> Even
 
 async fn refused(app: &TestApp, user: &str, last_event_id: Option<&str>) -> reqwest::Response {
     open(&base(app), user, last_event_id).await
-}
-
-/// What the notifier writes for a handled event: its dedup row and the user's notification,
-/// in one transaction. Returns the change id.
-async fn notify(pool: &PgPool, user: &str, ticket: Uuid, kind: &str) -> i64 {
-    notify_at(pool, user, ticket, kind, "now()").await
-}
-
-async fn notify_at(pool: &PgPool, user: &str, ticket: Uuid, kind: &str, at: &str) -> i64 {
-    let event = Uuid::now_v7();
-    sqlx::query_scalar(&format!(
-        "WITH p AS (INSERT INTO processed_events (event_id, event_type) VALUES ($1, $2) RETURNING event_id)
-         INSERT INTO notifications (event_id, ticket_id, recipient, kind, payload, created_at)
-         SELECT event_id, $3, $4, $2, '{{}}'::jsonb, {at} FROM p RETURNING id"
-    ))
-    .bind(event)
-    .bind(kind)
-    .bind(ticket)
-    .bind(user)
-    .fetch_one(pool)
-    .await
-    .unwrap()
 }
 
 const WAIT: Duration = Duration::from_secs(5);
