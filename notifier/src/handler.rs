@@ -92,12 +92,28 @@ pub fn notification_for(event: &EventEnvelope) -> Result<NewNotification, Handle
 
 /// The statement that records a batch: the dedup insert and the notifications insert commit
 /// together or not at all; it returns the event ids that were new.
+///
+/// Before any row is written it takes a transaction advisory lock for each recipient's bucket
+/// (a hash of the recipient, 128 buckets), in one global order, so two
+/// notifiers' batches cannot deadlock. A user's notifications therefore get their ids
+/// (`BIGSERIAL`, drawn at insert) in commit order: a batch touching the same bucket waits until
+/// this one has committed. The event stream resumes a client from the last id it saw
+/// (`id > Last-Event-ID`, SPEC N-6); without the lock a smaller id could commit after a larger
+/// one had been streamed, and a resume from the larger would skip it for good. Buckets bound
+/// the locks one batch holds (Postgres's lock table is shared: max_locks_per_transaction ×
+/// max_connections entries); the two-integer lock space keeps them apart from the relay's
+/// one-bigint liveness locks.
 const RECORD: &str = "WITH input AS (
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[])
              AS t(event_id, event_type, ticket_id, recipient, payload)
+     ), locked AS (
+         SELECT count(pg_advisory_xact_lock(hashtext('servicedesk.notifications'), b)) AS n FROM (
+             SELECT DISTINCT (hashtextextended(recipient, 0) & 127)::int AS b
+             FROM input ORDER BY b
+         ) buckets
      ), fresh AS (
          INSERT INTO processed_events (event_id, event_type)
-         SELECT event_id, event_type FROM input
+         SELECT event_id, event_type FROM input, locked
          ON CONFLICT (event_id) DO NOTHING
          RETURNING event_id
      )

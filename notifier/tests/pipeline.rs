@@ -478,3 +478,76 @@ async fn a_change_reaches_its_owners_event_stream_after_the_notifier_recorded_it
         "another user's stream stays silent"
     );
 }
+
+/// A user's notifications are numbered in commit order, so a client resuming its event stream
+/// from the last id it saw (`Last-Event-ID`) misses none (SPEC N-6). While one batch for a user
+/// is recorded but not committed, another user's batch goes through and the same user's next
+/// batch waits; had it committed, its larger id could be streamed, and a resume from it would
+/// skip the first batch's notification once that committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_notifications_are_numbered_in_commit_order() {
+    use notifier::handler::{NewNotification, record, record_statement};
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    let alice = format!("alice-{}", Uuid::new_v4().simple());
+    // Bob in another of the recipients' 128 lock buckets than alice (1 in 128 share one).
+    let mut bob = format!("bob-{}", Uuid::new_v4().simple());
+    let same_bucket = "SELECT (hashtextextended($1, 0) & 127) = (hashtextextended($2, 0) & 127)";
+    for _ in 0..100 {
+        let shared: bool = sqlx::query_scalar(same_bucket)
+            .bind(&alice)
+            .bind(&bob)
+            .fetch_one(&world.pool)
+            .await
+            .unwrap();
+        if !shared {
+            break;
+        }
+        bob = format!("bob-{}", Uuid::new_v4().simple());
+    }
+    let note = |user: &str| NewNotification {
+        event_id: Uuid::now_v7(),
+        event_type: "ticket.created".into(),
+        ticket_id: Uuid::now_v7(),
+        recipient: user.into(),
+        payload: serde_json::json!({}),
+    };
+    let first = [note(&alice)];
+    let mut open = world.pool.begin().await.unwrap();
+    record_statement(&first)
+        .fetch_all(&mut *open)
+        .await
+        .unwrap();
+
+    let others = [note(&bob)];
+    tokio::time::timeout(Duration::from_secs(5), record(&world.pool, &others))
+        .await
+        .expect("another user's batch does not wait")
+        .unwrap();
+
+    let pool = world.pool.clone();
+    let second = [note(&alice)];
+    let second_id = second[0].event_id;
+    let waiting = tokio::spawn(async move { record(&pool, &second).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let visible: Option<i64> =
+        sqlx::query_scalar("SELECT max(id) FROM notifications WHERE recipient = $1")
+            .bind(&alice)
+            .fetch_one(&world.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        visible, None,
+        "alice's second batch committed while her first was open"
+    );
+    open.commit().await.unwrap();
+    waiting.await.unwrap().unwrap();
+    let order: Vec<Uuid> =
+        sqlx::query_scalar("SELECT event_id FROM notifications WHERE recipient = $1 ORDER BY id")
+            .bind(&alice)
+            .fetch_all(&world.pool)
+            .await
+            .unwrap();
+    assert_eq!(order, vec![first[0].event_id, second_id]);
+}

@@ -7,7 +7,9 @@
 //! hears of events handled anywhere. Why Postgres and not Redis pub/sub: NOTIFY is part of the
 //! notifier's transaction, so a client never hears of a change that rolled back, hears every
 //! committed one in commit order (per ticket, that is the order of its events: one partition,
-//! one notifier at a time), and the same table answers resumes. Redis would add a publish after
+//! one notifier at a time), and the same table answers resumes. A user's ids are drawn in
+//! commit order too (the notifier locks the recipient's bucket first: `notifier::handler`), so
+//! "after the last id it saw" is exact. Redis would add a publish after
 //! the commit that a crash can skip.
 //!
 //! Losing the LISTEN connection loses the notifications sent meanwhile: on reconnect every
