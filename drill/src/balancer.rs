@@ -108,7 +108,7 @@ impl Balancer {
             .kill_on_drop(true)
             .spawn()
             .context("starting haproxy (the stack installs it: infra/local/stack up)")?;
-        crate::system::wait_ready(&format!("http://{bind}/readyz"), "haproxy").await?;
+        crate::ready::wait_ready(&format!("http://{bind}/readyz"), "haproxy").await?;
         Ok(Balancer { addr: bind, child })
     }
 

@@ -13,6 +13,7 @@ use crate::Cli;
 use crate::measure::Outcome;
 use crate::plan::{Drill, Fault, Timeline};
 use crate::system::Ha;
+use crate::uploads;
 
 /// What happened when, in seconds from the window's start.
 pub type Events = Vec<(f64, String)>;
@@ -23,18 +24,36 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Runs loadgen and the fault; returns loadgen's report, what was done when (the fault when
-/// its injection began, the heal when it was complete: a restarted process ready again), and
-/// the system (still running, for the lag query). `timeline` is the plan.
+/// What one drill's run gave: loadgen's report, what was done when (the fault when its
+/// injection began, the heal when it was complete: a restarted process ready again), the
+/// system (still running, for the lag query), and the uploads' answers (garage-down only).
+pub struct Run {
+    pub report: Report,
+    pub events: Events,
+    pub ha: Ha,
+    pub uploads: Option<Vec<uploads::Sent>>,
+}
+
+/// Runs loadgen, the fault and (garage-down) the uploads. `timeline` is the plan.
 pub async fn execute(
     cli: &Cli,
     drill: &Drill,
     timeline: &Timeline,
     mut ha: Ha,
     out: &Path,
-) -> anyhow::Result<(Report, Events, Ha)> {
+) -> anyhow::Result<Run> {
     let live = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let args = loadgen_args(cli, drill, timeline, &ha, out, live);
+    let target = ha.target();
+    let uploads = async {
+        if drill.fault != Fault::GarageDown {
+            return anyhow::Ok(None);
+        }
+        let start_ms = window_start(live).await?;
+        let since_start = Duration::from_millis(now_ms().saturating_sub(start_ms).max(0) as u64);
+        let start = std::time::Instant::now() - since_start;
+        Ok(Some(uploads::run(&target, start, timeline.window_s).await?))
+    };
     // Side by side on this task (loadgen's run is not Send): the load, and the fault timed
     // against the load's window.
     let faults = async {
@@ -55,9 +74,14 @@ pub async fn execute(
         }
         anyhow::Ok(events)
     };
-    let (load, events) = tokio::join!(loadgen::run(args), faults);
+    let (load, events, uploads) = tokio::join!(loadgen::run(args), faults, uploads);
     let (report, _dir) = load.context("loadgen")?;
-    Ok((report, events?, ha))
+    Ok(Run {
+        report,
+        events: events?,
+        ha,
+        uploads: uploads.context("the uploads")?,
+    })
 }
 
 /// The window's start (Unix ms), read from loadgen's live endpoint once its schedule exists
@@ -204,6 +228,10 @@ async fn inject(fault: Fault, ha: &mut Ha) -> anyhow::Result<String> {
             relay_links(ha)?.iter().for_each(|p| p.blackhole());
             "relays ↔ Kafka blackholed (bytes swallowed, nothing closed)".into()
         }
+        Fault::GarageDown => {
+            stack(&["stop-s3"]).await?;
+            "Garage stopped".into()
+        }
     })
 }
 
@@ -260,6 +288,10 @@ async fn heal(fault: Fault, ha: &mut Ha) -> anyhow::Result<String> {
         Fault::RelayKafkaBlackhole => {
             relay_links(ha)?.iter().for_each(|p| p.up());
             "bytes flow again (the swallowed ones are gone: old connections are garbage)".into()
+        }
+        Fault::GarageDown => {
+            stack(&["start-s3"]).await?;
+            "Garage started and answering".into()
         }
     })
 }

@@ -10,8 +10,10 @@ pub mod balancer;
 pub mod fault;
 pub mod measure;
 pub mod plan;
+pub mod ready;
 pub mod scoreboard;
 pub mod system;
+pub mod uploads;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -149,8 +151,12 @@ pub async fn run(cli: &Cli, drill: &Drill) -> anyhow::Result<Outcome> {
         .await
         .context("the local stack is not running")?;
     let ha = system::Ha::start(world, drill.fault, &logs).await?;
-    let run = fault::execute(cli, drill, &timeline, ha, &day).await;
-    let (mut report, events, ha) = run?;
+    let fault::Run {
+        mut report,
+        events,
+        ha,
+        uploads,
+    } = fault::execute(cli, drill, &timeline, ha, &day).await?;
     let timeline = fault::actual(&timeline, &events);
     let start_ms = report.window_start_unix_ms.unwrap_or_default();
     let pool = &ha.world.pool;
@@ -162,8 +168,22 @@ pub async fn run(cli: &Cli, drill: &Drill) -> anyhow::Result<Outcome> {
         Some(timeline.fault_at_s),
     )
     .await?;
+    let uploads = match uploads {
+        Some(sent) => {
+            let mut out = uploads::UploadsOut::tally(&sent, timeline.heal_at_s);
+            uploads::audit(pool, &sent, &mut out, Duration::from_secs(60)).await?;
+            Some(out)
+        }
+        None => None,
+    };
     ha.stop().await;
     let mut outcome = measure::judge(drill, &timeline, &report, lags, &before);
+    if let Some(u) = uploads {
+        outcome
+            .misses
+            .extend(u.misses(timeline.fault_at_s, timeline.heal_at_s));
+        outcome.uploads = Some(u);
+    }
     outcome.events = events;
     report.marks = fault::marks(drill, &outcome);
     loadgen::write_report(&report, &dir)?;

@@ -116,6 +116,9 @@ pub struct Outcome {
     /// What the drill did, when (seconds into the window).
     pub events: Vec<(f64, String)>,
     pub lags: Vec<LagPoint>,
+    /// The garage-down drill's uploads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploads: Option<crate::uploads::UploadsOut>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

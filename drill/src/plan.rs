@@ -32,6 +32,9 @@ pub enum Fault {
     RelayKafkaResets,
     /// Every byte between the relays and Kafka swallowed, nothing closed, until heal.
     RelayKafkaBlackhole,
+    /// Garage (the S3 store) stopped until heal, while the drill uploads attachments beside
+    /// the ticket load.
+    GarageDown,
 }
 
 /// Which API errors the drill may cost.
@@ -90,7 +93,7 @@ const fn drill(
 }
 
 /// Every drill, in the order `all` runs them.
-pub const ALL: [Drill; 12] = [
+pub const ALL: [Drill; 13] = [
     drill(
         "api-kill",
         Fault::KillApi,
@@ -167,6 +170,16 @@ pub const ALL: [Drill; 12] = [
             recovery_s: None,
         },
     },
+    drill(
+        "garage-down",
+        Fault::GarageDown,
+        "Garage (S3) stopped for 20 s while attachments are uploaded (10/s through the balancer, beside the ticket load): uploads answer 503 only during the outage and work after it, tickets see no error, every acknowledged upload is delivered once",
+        20.0,
+        // The ticket load: tickets do not touch the object store. The uploads' own bounds
+        // (503 only during the outage + 5 s) are in uploads.rs.
+        Errors::None,
+        2.0,
+    ),
     drill(
         "notifier-db-down",
         Fault::NotifierDbDown,

@@ -66,8 +66,12 @@ fn measured(o: &Outcome) -> String {
         None if whole_run => "fault all run".into(),
         None => "not recovered".into(),
     };
+    let uploads = o
+        .uploads
+        .as_ref()
+        .map_or_else(String::new, |u| format!("; {}", u.summary()));
     format!(
-        "{} lost, {} dup, {} unconfirmed; {errors}; e2e lag max {}; {recovery}",
+        "{} lost, {} dup, {} unconfirmed; {errors}; e2e lag max {}; {recovery}{uploads}",
         o.lost,
         o.duplicated,
         o.unconfirmed,

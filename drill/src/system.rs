@@ -8,9 +8,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use test_support::{FaultProxy, World, url_addr};
@@ -18,6 +18,7 @@ use tokio::process::{Child, Command};
 
 use crate::balancer::{API_TIMEOUT, Balancer};
 use crate::plan::Fault;
+use crate::ready::wait_ready;
 
 /// Which program a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,25 +127,15 @@ fn free_addr() -> SocketAddr {
         .expect("a free port on 127.0.0.1")
 }
 
-pub(crate) async fn wait_ready(url: &str, what: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ok = client
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ok {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{what} not ready after 60 s ({url})");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+
+/// The stack's object store settings the APIs get (`infra/local/stack env`).
+const S3_ENV: [&str; 5] = [
+    "S3_ENDPOINT",
+    "S3_BUCKET",
+    "S3_REGION",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+];
 
 /// The proxies a fault needs: (APIs → Postgres), (APIs → Redis), (notifiers → Postgres),
 /// (relays → each Kafka node).
@@ -249,13 +240,21 @@ impl Ha {
         } else {
             "0"
         };
+        // The object store as the stack gives it, under a prefix of this drill's own.
+        let s3: Vec<(&str, String)> = S3_ENV
+            .iter()
+            .filter_map(|k| Some((*k, std::env::var(k).ok()?)))
+            .chain([("S3_KEY_PREFIX", format!("{}/", world.topic))])
+            .collect();
         let api_env = || {
-            vec![
+            let mut env = vec![
                 ("DATABASE_URL", via(&proxies.api_db, &world.db_url)),
                 ("REDIS_URL", via(&proxies.api_redis, &redis)),
                 ("MIGRATE", "false".into()),
                 ("ACCESS_LOG", "false".into()),
-            ]
+            ];
+            env.extend(s3.iter().cloned());
+            env
         };
         let relay_env = |i: usize| {
             vec![

@@ -60,8 +60,10 @@ enum Cmd {
     Env,
     /// Only install packages, jars and binaries.
     Install,
-    /// Stop only Garage (outage drills; `up` starts it again).
+    /// Stop only Garage (outage drills; `start-s3` or `up` starts it again).
     StopS3,
+    /// Start only Garage (after `stop-s3`) and wait until it answers.
+    StartS3,
     /// Restart PostgreSQL: fast shutdown (open sessions are cut), then start (drills).
     PgRestart,
     /// Stop Kafka node N with SIGTERM (controlled shutdown).
@@ -128,6 +130,7 @@ fn run(command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Env => print!("{}", env_lines(&s, kafka.shape())),
         Cmd::Install => install::all(&s)?,
         Cmd::StopS3 => Garage(&s).down(),
+        Cmd::StartS3 => Garage(&s).up()?,
         Cmd::PgRestart => {
             Postgres(&s).down()?;
             Postgres(&s).up()?;
