@@ -1,9 +1,12 @@
 //! What crosses a process boundary in servicedesk-lite: the HTTP error body, the ticket DTOs,
-//! the Kafka event envelope, topic and group names and event types. Nothing else belongs here.
+//! the Kafka event envelope, topic and group names and event types, the event stream's framing.
+//! Nothing else belongs here.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+pub mod sse;
 
 /// Kafka topics.
 pub mod topics {

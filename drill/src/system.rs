@@ -127,7 +127,6 @@ fn free_addr() -> SocketAddr {
         .expect("a free port on 127.0.0.1")
 }
 
-
 /// The stack's object store settings the APIs get (`infra/local/stack env`).
 const S3_ENV: [&str; 5] = [
     "S3_ENDPOINT",

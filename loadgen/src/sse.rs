@@ -183,45 +183,33 @@ impl Stream {
             };
             let Ok(Some(chunk)) = chunk else { return };
             buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let frame: String = buf.drain(..end + 2).collect();
-                self.frame(&frame, last_id, t);
+            while let Some(frame) = contracts::sse::next_frame(&mut buf) {
+                self.frame(frame, last_id, t);
             }
         }
     }
 
-    fn frame(&self, frame: &str, last_id: &mut Option<String>, t: &mut Tally) {
-        let (mut event, mut data) = (None, String::new());
-        for line in frame.lines() {
-            let Some((k, v)) = line.split_once(':') else {
-                continue;
-            };
-            let v = v.strip_prefix(' ').unwrap_or(v);
-            match k {
-                "id" => *last_id = Some(v.to_owned()),
-                "event" => event = Some(v),
-                "data" => data.push_str(v),
-                _ => {}
-            }
+    fn frame(&self, frame: contracts::sse::Frame, last_id: &mut Option<String>, t: &mut Tally) {
+        if frame.id.is_some() {
+            *last_id = frame.id.clone();
         }
-        match event {
+        match frame.event.as_deref() {
             Some("reset") => t.resets += 1,
-            Some(_) => self.change(&data, t),
+            Some(_) => self.change(&frame, t),
             None => {}
         }
     }
 
     /// A change: timed when it names a slot of this run due inside the window.
-    fn change(&self, data: &str, t: &mut Tally) {
+    fn change(&self, frame: &contracts::sse::Frame, t: &mut Tally) {
         let delivered = now_us();
         self.last_change.store(delivered / 1000, Ordering::Relaxed);
         let Some(start) = self.shared.started().map(|p| p.t0_unix_us()) else {
             return;
         };
-        let due = serde_json::from_str::<serde_json::Value>(data)
-            .ok()
-            .and_then(|v| v["request_id"].as_str().map(str::to_owned))
-            .and_then(|id| crate::plan::parse_request_id(&self.shared.users.prefix, &id))
+        let due = frame.json()["request_id"]
+            .as_str()
+            .and_then(|id| crate::plan::parse_request_id(&self.shared.users.prefix, id))
             .map(|(_, due)| due);
         let Some(due) = due else { return };
         let from = start + self.window.0;

@@ -5,43 +5,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// One SSE frame as a client parses it.
-#[derive(Debug, Default, Clone)]
-pub struct Frame {
-    pub id: Option<String>,
-    pub event: Option<String>,
-    pub data: String,
-    /// A comment line (`: …`): the opening, heartbeats.
-    pub comment: bool,
-}
-
-impl Frame {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.data).expect("the frame's data is JSON")
-    }
-
-    fn parse(raw: &str) -> Frame {
-        let mut f = Frame::default();
-        for line in raw.lines() {
-            if line.starts_with(':') {
-                f.comment = true;
-            } else if let Some((k, v)) = line.split_once(':') {
-                let v = v.strip_prefix(' ').unwrap_or(v);
-                match k {
-                    "id" => f.id = Some(v.into()),
-                    "event" => f.event = Some(v.into()),
-                    "data" => f.data.push_str(v),
-                    _ => {}
-                }
-            }
-        }
-        f
-    }
-}
+pub use contracts::sse::Frame;
 
 /// `GET {base}/v1/events` as `user`, resuming after `last_event_id`.
 pub async fn open(base: &str, user: &str, last_event_id: Option<&str>) -> reqwest::Response {
@@ -84,9 +51,8 @@ impl EventStream {
     pub async fn frame(&mut self, wait: Duration) -> Option<Frame> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let raw: String = self.buf.drain(..end + 2).collect();
-                return Some(Frame::parse(&raw));
+            if let Some(frame) = contracts::sse::next_frame(&mut self.buf) {
+                return Some(frame);
             }
             let chunk = tokio::time::timeout_at(deadline, self.body.next())
                 .await
