@@ -21,7 +21,8 @@ pub const EVENTS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The haproxy configuration for `apis` (name, address) behind `bind`.
 ///
 /// Round robin over the replicas; a replica that fails three readiness checks in a row (every
-/// second, 2 s each) leaves the pool. When every replica fails its check at once (an overloaded
+/// second, 2 s each) leaves the pool. Readiness is `/readyz?only=postgres`, as the Helm chart
+/// probes it: Redis and S3 are shared by both replicas and the API degrades without them. When every replica fails its check at once (an overloaded
 /// box answers /readyz slowly or 503 everywhere), the same replicas serve again as unchecked
 /// backups: failing open, as a load balancer in front of one service should, rather than
 /// turning overload into a 503 for every request. A request whose connection failed, or that
@@ -67,13 +68,13 @@ frontend api
 backend apis
     balance roundrobin
     option allbackups
-    option httpchk GET /readyz
+    option httpchk GET /readyz?only=postgres
     retry-on conn-failure empty-response response-timeout
 {servers}
 backend events
     balance roundrobin
     option allbackups
-    option httpchk GET /readyz
+    option httpchk GET /readyz?only=postgres
     timeout server {events}ms
     retry-on conn-failure empty-response
 {servers}"

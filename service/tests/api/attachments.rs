@@ -458,6 +458,14 @@ async fn an_object_store_outage_is_503_and_the_api_recovers() {
             .starts_with("error")
     );
     assert_eq!(body["details"]["checks"]["postgres"], "ok");
+    let res = app
+        .client
+        .get(app.url("/readyz?only=postgres"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "S3 does not gate the chart's readiness");
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "degraded");
     // Everything that does not need the bytes keeps working.
     let res = app
         .req(Method::GET, &format!("/v1/tickets/{ticket}"))

@@ -359,6 +359,42 @@ async fn without_redis_the_api_keeps_serving_and_readyz_says_why() {
         "{body}"
     );
     assert_eq!(body["details"]["checks"]["postgres"], "ok");
+    // Scoped to what the replica cannot serve without, as the chart and the drills probe it:
+    // still ready, degraded, and saying why.
+    let res = app
+        .client
+        .get(app.url("/readyz?only=postgres"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert!(
+        body["checks"]["redis"]
+            .as_str()
+            .unwrap()
+            .starts_with("error"),
+        "{body}"
+    );
+    let res = app
+        .client
+        .get(app.url("/readyz?only=postgres,redis"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 503, "not_ready").await;
+    let res = app
+        .client
+        .get(app.url("/readyz?only=kafka"))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(res, 400, "invalid_query").await;
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("kafka"),
+        "{body}"
+    );
 
     proxy.up();
     assert!(

@@ -50,7 +50,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/*
 A component's Deployment. Arguments (dict): root, component, binary, values (its block),
-port, portName, env (extra list of name/value).
+port, portName, env (extra list of name/value), readyPath (the readiness probe's path; /readyz).
 */}}
 {{- define "servicedesk.deployment" -}}
 {{- $root := .root -}}
@@ -145,7 +145,7 @@ spec:
               value: {{ $value | quote }}
             {{- end }}
           readinessProbe:
-            httpGet: { path: /readyz, port: {{ .portName }} }
+            httpGet: { path: {{ .readyPath | default "/readyz" | quote }}, port: {{ .portName }} }
             periodSeconds: 5
             timeoutSeconds: 3
             failureThreshold: 2
