@@ -24,9 +24,10 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// What one drill's run gave: loadgen's report, what was done when (the fault when its
-/// injection began, the heal when it was complete: a restarted process ready again), the
-/// system (still running, for the lag query), and the uploads' answers (garage-down only).
+/// What one drill's run gave: loadgen's report, what was done when (the fault when it took
+/// effect, see [`in_effect_when_done`]; the heal when it was complete: a restarted process
+/// ready again), the system (still running, for the lag query), and the uploads' answers
+/// (garage-down only).
 pub struct Run {
     pub report: Report,
     pub events: Events,
@@ -42,6 +43,9 @@ pub async fn execute(
     mut ha: Ha,
     out: &Path,
 ) -> anyhow::Result<Run> {
+    // The stack's binary is built on its first call: build it now, not at the fault's second
+    // (a fault timed from the start of a 10 s build would be stamped 10 s early).
+    stack(&["env"]).await?;
     let live = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let args = loadgen_args(cli, drill, timeline, &ha, out, live);
     let target = ha.target();
@@ -63,8 +67,13 @@ pub async fn execute(
         let mut events = Events::new();
         if !drill.whole_run() {
             sleep_until(at(timeline.fault_at_s)).await;
-            let injected = now_ms();
+            let begun = now_ms();
             let what = inject(drill.fault, &mut ha).await?;
+            let injected = if in_effect_when_done(drill.fault) {
+                now_ms()
+            } else {
+                begun
+            };
             events.push((since(injected), format!("fault: {what}")));
             if drill.hold_s > 0.0 {
                 sleep_until(at(timeline.heal_at_s)).await;
@@ -163,6 +172,13 @@ async fn stack(args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Whether the fault takes effect only once its injection has finished (stamped then), rather
+/// than when it begins: Garage serves until its graceful stop has ended (seconds), and the Kafka
+/// leader is looked up before it is killed. A Postgres restart's outage begins with it.
+fn in_effect_when_done(fault: Fault) -> bool {
+    matches!(fault, Fault::GarageDown | Fault::KillKafkaLeader)
 }
 
 /// Injects the fault; says what it did.

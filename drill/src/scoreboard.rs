@@ -9,7 +9,7 @@ use loadgen::report::Mark;
 use serde::{Deserialize, Serialize};
 
 use crate::measure::Outcome;
-use crate::plan::{Drill, Errors, Expect};
+use crate::plan::{Drill, Errors, Fault};
 
 /// drill.json: the expectation beside the outcome, so the scoreboard needs nothing else.
 #[derive(Serialize, Deserialize)]
@@ -20,7 +20,8 @@ struct Record {
     outcome: Outcome,
 }
 
-fn expected(e: &Expect) -> String {
+fn expected(d: &Drill) -> String {
+    let e = &d.expect;
     let errors = match e.errors {
         Errors::None => "no API errors".to_owned(),
         Errors::DuringOutage { slack_s } => format!("errors only during the outage + {slack_s} s"),
@@ -29,8 +30,16 @@ fn expected(e: &Expect) -> String {
         || "no recovery (whole run)".into(),
         |r| format!("recovery ≤ {r} s"),
     );
+    let uploads = if d.fault == Fault::GarageDown {
+        format!(
+            "; uploads: 503 only during the outage + {} s, 201 again after it, every acknowledged one delivered once",
+            crate::uploads::SLACK_S
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "0 lost, 0 duplicated; {errors}; e2e lag ≤ {} s; {recovery}",
+        "0 lost, 0 duplicated; {errors}; e2e lag ≤ {} s; {recovery}{uploads}",
         e.max_e2e_lag_s
     )
 }
@@ -45,7 +54,7 @@ pub fn expectations(drills: &[Drill]) -> String {
                 d.name,
                 d.what,
                 "",
-                expected(&d.expect)
+                expected(d)
             )
         })
         .collect()
@@ -92,7 +101,7 @@ fn markdown(drill: &Drill, o: &Outcome, logs: &Path) -> String {
         name = drill.name,
         v = verdict(o),
         what = drill.what,
-        exp = expected(&drill.expect),
+        exp = expected(drill),
         meas = measured(o),
     );
     for m in &o.misses {
@@ -188,7 +197,7 @@ pub fn write_drill(dir: &Path, drill: &Drill, o: &Outcome, logs: &Path) -> anyho
     let record = Record {
         name: drill.name.into(),
         what: drill.what.into(),
-        expected: expected(&drill.expect),
+        expected: expected(drill),
         outcome: o.clone(),
     };
     std::fs::write(
@@ -214,7 +223,7 @@ pub fn write_index(day: &Path) -> anyhow::Result<()> {
     rows.sort_by_key(|r| order(&r.name));
     let mut md = String::from(
         "# Failover drills\n\nEach drill: the HA shape (2 APIs behind haproxy, 2 relays, 2 \
-         notifiers in one group, Kafka 3 nodes RF 3 min ISR 2, Postgres, Redis), loadgen at a \
+         notifiers in one group, Kafka 3 nodes RF 3 min ISR 2, Postgres, Redis, Garage), loadgen at a \
          fixed rate, one fault at a fixed second, heal, load kept on, audit by identity. \
          Reproduce: `infra/local/drill all` (or a drill's name).\n\n\
          | drill | rps | expected | measured | verdict |\n|---|---|---|---|---|\n",
