@@ -53,9 +53,7 @@ pub async fn execute(
         if drill.fault != Fault::GarageDown {
             return anyhow::Ok(None);
         }
-        let start_ms = window_start(live).await?;
-        let since_start = Duration::from_millis(now_ms().saturating_sub(start_ms).max(0) as u64);
-        let start = std::time::Instant::now() - since_start;
+        let start = instant_of(window_start(live).await?);
         Ok(Some(uploads::run(&target, start, timeline.window_s).await?))
     };
     // Side by side on this task (loadgen's run is not Send): the load, and the fault timed
@@ -109,6 +107,15 @@ async fn window_start(live: std::net::SocketAddr) -> anyhow::Result<i64> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("loadgen's schedule did not start within 120 s")
+}
+
+/// The `Instant` of a Unix time in ms, past or future: loadgen publishes its window's start
+/// while it is still warming up, so the start is often seconds ahead.
+fn instant_of(unix_ms: i64) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    let ahead = unix_ms - now_ms();
+    let by = Duration::from_millis(ahead.unsigned_abs());
+    if ahead >= 0 { now + by } else { now - by }
 }
 
 async fn sleep_until(unix_ms: i64) {
@@ -342,4 +349,25 @@ pub fn marks(drill: &Drill, o: &Outcome) -> Vec<Mark> {
         start_s: t.fault_at_s,
         end_s: t.heal_at_s.max(t.fault_at_s + 0.5),
     }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unix_time_ahead_or_behind_becomes_the_same_instant() {
+        let now = std::time::Instant::now();
+        let ahead = instant_of(now_ms() + 5_000);
+        let behind = instant_of(now_ms() - 5_000);
+        let near = |i: std::time::Instant, want: std::time::Instant| {
+            i.max(want) - i.min(want) < Duration::from_millis(50)
+        };
+        assert!(
+            near(ahead, now + Duration::from_secs(5)),
+            "{:?}",
+            ahead - now
+        );
+        assert!(near(behind, now - Duration::from_secs(5)));
+    }
 }
