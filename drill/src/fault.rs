@@ -74,7 +74,10 @@ pub async fn execute(
             };
             events.push((since(injected), format!("fault: {what}")));
             if drill.hold_s > 0.0 {
-                sleep_until(at(timeline.heal_at_s)).await;
+                // The hold counts from when the fault took effect: a slow injection (Garage's
+                // graceful stop) must not shorten the outage.
+                let held = injected + (drill.hold_s * 1000.0) as i64;
+                sleep_until(at(timeline.heal_at_s).max(held)).await;
             }
             let healed = heal(drill.fault, &mut ha).await?;
             events.push((since(now_ms()), format!("healed: {healed}")));
