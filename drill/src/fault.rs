@@ -64,9 +64,20 @@ pub async fn execute(
         let since = |ms: i64| (ms - start_ms) as f64 / 1000.0;
         let mut events = Events::new();
         if !drill.whole_run() {
+            // What the fault needs to know is looked up ahead, so it strikes at its second:
+            // which Kafka node leads most partitions (an admin call: seconds on a loaded box).
+            let lead =
+                (drill.fault == Fault::KillKafkaLeader).then(|| at(timeline.fault_at_s) - 3000);
+            let leader = match lead {
+                Some(ms) => {
+                    sleep_until(ms).await;
+                    Some(stack(&["kafka-leader", &ha.world.topic]).await?)
+                }
+                None => None,
+            };
             sleep_until(at(timeline.fault_at_s)).await;
             let begun = now_ms();
-            let what = inject(drill.fault, &mut ha).await?;
+            let what = inject(drill.fault, &mut ha, leader).await?;
             let injected = if in_effect_when_done(drill.fault) {
                 now_ms()
             } else {
@@ -185,14 +196,15 @@ async fn stack(args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// Whether the fault takes effect only once its injection has finished (stamped then), rather
-/// than when it begins: Garage serves until its graceful stop has ended (seconds), and the Kafka
-/// leader is looked up before it is killed. A Postgres restart's outage begins with it.
+/// than when it begins: Garage serves until its graceful stop has ended (seconds), and the
+/// Kafka node dies when the stack command that kills it has run. A Postgres restart's outage
+/// begins with it.
 fn in_effect_when_done(fault: Fault) -> bool {
     matches!(fault, Fault::GarageDown | Fault::KillKafkaLeader)
 }
 
-/// Injects the fault; says what it did.
-async fn inject(fault: Fault, ha: &mut Ha) -> anyhow::Result<String> {
+/// Injects the fault; says what it did. `leader`: the Kafka node to kill (KillKafkaLeader).
+async fn inject(fault: Fault, ha: &mut Ha, leader: Option<String>) -> anyhow::Result<String> {
     Ok(match fault {
         Fault::KillApi => {
             ha.apis[1].kill9().await?;
@@ -207,7 +219,7 @@ async fn inject(fault: Fault, ha: &mut Ha) -> anyhow::Result<String> {
             format!("kill -9 {}", ha.notifiers[1].name)
         }
         Fault::KillKafkaLeader => {
-            let node = stack(&["kafka-leader", &ha.world.topic]).await?;
+            let node = leader.context("the Kafka leader was not looked up")?;
             stack(&["kafka-kill", &node]).await?;
             ha.killed_node = Some(node.clone());
             format!("kill -9 Kafka node {node} (leader of most partitions)")
