@@ -64,16 +64,13 @@ pub async fn execute(
         let since = |ms: i64| (ms - start_ms) as f64 / 1000.0;
         let mut events = Events::new();
         if !drill.whole_run() {
-            // What the fault needs to know is looked up ahead, so it strikes at its second:
-            // which Kafka node leads most partitions (an admin call: seconds on a loaded box).
-            let lead =
-                (drill.fault == Fault::KillKafkaLeader).then(|| at(timeline.fault_at_s) - 3000);
-            let leader = match lead {
-                Some(ms) => {
-                    sleep_until(ms).await;
-                    Some(stack(&["kafka-leader", &ha.world.topic]).await?)
-                }
-                None => None,
+            // What the fault needs to know is looked up at once, so it strikes at its second:
+            // which Kafka node leads most partitions (a JVM admin call, up to several seconds
+            // on a loaded box; leadership does not move under steady load).
+            let leader = if drill.fault == Fault::KillKafkaLeader {
+                Some(stack(&["kafka-leader", &ha.world.topic]).await?)
+            } else {
+                None
             };
             sleep_until(at(timeline.fault_at_s)).await;
             let begun = now_ms();
@@ -196,11 +193,11 @@ async fn stack(args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// Whether the fault takes effect only once its injection has finished (stamped then), rather
-/// than when it begins: Garage serves until its graceful stop has ended (seconds), and the
-/// Kafka node dies when the stack command that kills it has run. A Postgres restart's outage
-/// begins with it.
+/// than when it begins: Garage serves until its graceful stop has ended (seconds). A SIGKILL
+/// takes effect when sent (the stack's kill command then waits ~2 s for a JVM's teardown), and
+/// a Postgres restart's outage begins with it.
 fn in_effect_when_done(fault: Fault) -> bool {
-    matches!(fault, Fault::GarageDown | Fault::KillKafkaLeader)
+    fault == Fault::GarageDown
 }
 
 /// Injects the fault; says what it did. `leader`: the Kafka node to kill (KillKafkaLeader).
