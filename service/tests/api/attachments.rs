@@ -449,7 +449,7 @@ async fn an_object_store_outage_is_503_and_the_api_recovers() {
             .contains("object store unavailable"),
         "{body}"
     );
-    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let res = app.probe("/readyz").await;
     let body = assert_error(res, 503, "not_ready").await;
     assert!(
         body["details"]["checks"]["s3"]
@@ -458,12 +458,7 @@ async fn an_object_store_outage_is_503_and_the_api_recovers() {
             .starts_with("error")
     );
     assert_eq!(body["details"]["checks"]["postgres"], "ok");
-    let res = app
-        .client
-        .get(app.url("/readyz?only=postgres"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.probe("/readyz?only=postgres").await;
     assert_eq!(res.status(), 200, "S3 does not gate the chart's readiness");
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "degraded");
     // Everything that does not need the bytes keeps working.
@@ -477,7 +472,7 @@ async fn an_object_store_outage_is_503_and_the_api_recovers() {
 
     proxy.up();
     let ready = eventually(10, || async {
-        let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+        let res = app.probe("/readyz").await;
         res.status() == 200
     })
     .await;
@@ -523,7 +518,7 @@ async fn without_an_object_store_attachments_answer_503_disabled() {
     let res = app.req(Method::GET, &path).send().await.unwrap();
     assert_error(res, 503, "attachments_disabled").await;
     // Readiness does not depend on a store that is not configured.
-    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let res = app.probe("/readyz").await;
     assert_eq!(res.status(), 200);
     assert!(
         res.json::<Value>().await.unwrap()["checks"]

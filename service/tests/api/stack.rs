@@ -352,7 +352,7 @@ async fn without_redis_the_api_keeps_serving_and_readyz_says_why() {
         .sum();
     assert!(degraded > 0, "degraded operations are counted");
 
-    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let res = app.probe("/readyz").await;
     let body = assert_error(res, 503, "not_ready").await;
     assert!(
         body["error"]["message"].as_str().unwrap().contains("redis"),
@@ -361,12 +361,7 @@ async fn without_redis_the_api_keeps_serving_and_readyz_says_why() {
     assert_eq!(body["details"]["checks"]["postgres"], "ok");
     // Scoped to what the replica cannot serve without, as the chart and the drills probe it:
     // still ready, degraded, and saying why.
-    let res = app
-        .client
-        .get(app.url("/readyz?only=postgres"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.probe("/readyz?only=postgres").await;
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["status"], "degraded", "{body}");
@@ -377,19 +372,9 @@ async fn without_redis_the_api_keeps_serving_and_readyz_says_why() {
             .starts_with("error"),
         "{body}"
     );
-    let res = app
-        .client
-        .get(app.url("/readyz?only=postgres,redis"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.probe("/readyz?only=postgres,redis").await;
     assert_error(res, 503, "not_ready").await;
-    let res = app
-        .client
-        .get(app.url("/readyz?only=kafka"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.probe("/readyz?only=kafka").await;
     let body = assert_error(res, 400, "invalid_query").await;
     assert!(
         body["error"]["message"].as_str().unwrap().contains("kafka"),
@@ -398,16 +383,7 @@ async fn without_redis_the_api_keeps_serving_and_readyz_says_why() {
 
     proxy.up();
     assert!(
-        eventually(15, || async {
-            app.client
-                .get(app.url("/readyz"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 200
-        })
-        .await,
+        eventually(15, || async { app.probe("/readyz").await.status() == 200 }).await,
         "ready again once Redis is back"
     );
 }
@@ -419,18 +395,10 @@ async fn readyz_is_503_when_postgres_is_gone() {
     let mut config = postgres_config(&proxy.rewrite_url(&db), &redis);
     config.db_acquire_timeout = Duration::from_millis(500);
     let app = TestApp::start(config).await;
-    assert_eq!(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.probe("/readyz").await.status(), 200);
 
     proxy.down();
-    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let res = app.probe("/readyz").await;
     let body = assert_error(res, 503, "not_ready").await;
     assert!(
         body["error"]["message"]
@@ -451,16 +419,7 @@ async fn readyz_is_503_when_postgres_is_gone() {
         "{}",
         res.status()
     );
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200,
-        "still alive"
-    );
+    assert_eq!(app.probe("/healthz").await.status(), 200, "still alive");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

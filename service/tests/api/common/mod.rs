@@ -142,6 +142,11 @@ impl TestApp {
             .unwrap()
     }
 
+    /// An operational GET without a user (`/readyz`, `/readyz?only=…`, `/healthz`).
+    pub async fn probe(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
         let res = self.client.get(self.url("/metrics")).send().await.unwrap();
