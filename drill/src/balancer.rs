@@ -36,14 +36,22 @@ pub fn haproxy_config(
     apis: &[(&str, SocketAddr)],
     api_timeout: Duration,
 ) -> String {
-    let servers: String = apis
-        .iter()
-        .map(|(n, a)| {
-            format!(
-                "    server {n} {a} check inter 1s fall 3 rise 2\n    server {n}-open {a} backup\n"
-            )
-        })
-        .collect();
+    // The event stream's servers follow the API backend's health checks (`track`): one check
+    // per replica, not one per backend.
+    let servers = |health: &dyn Fn(&str) -> String| -> String {
+        apis.iter()
+            .map(|(n, a)| {
+                format!(
+                    "    server {n} {a} {}\n    server {n}-open {a} backup\n",
+                    health(n)
+                )
+            })
+            .collect()
+    };
+    let (checked, tracking) = (
+        servers(&|_| "check inter 1s fall 3 rise 2".into()),
+        servers(&|n| format!("track apis/{n}")),
+    );
     let (api, events) = (api_timeout.as_millis(), EVENTS_IDLE_TIMEOUT.as_millis());
     format!(
         "global
@@ -70,14 +78,13 @@ backend apis
     option allbackups
     option httpchk GET /readyz?only=postgres
     retry-on conn-failure empty-response response-timeout
-{servers}
+{checked}
 backend events
     balance roundrobin
     option allbackups
-    option httpchk GET /readyz?only=postgres
     timeout server {events}ms
     retry-on conn-failure empty-response
-{servers}"
+{tracking}"
     )
 }
 
