@@ -27,10 +27,7 @@ impl Default for Api {
 impl Api {
     /// The embedded configuration (memory store, no Redis, no S3, no access log).
     pub fn new() -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a current-thread runtime");
+        let rt = crate::current_thread_runtime();
         let (router, state) = service::app::memory_router(&service::Config::embedded());
         Self { rt, router, state }
     }

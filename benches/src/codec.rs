@@ -102,10 +102,7 @@ impl Default for Lists {
 
 impl Lists {
     pub fn new() -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a current-thread runtime");
+        let rt = crate::current_thread_runtime();
         let config = service::Config::embedded();
         let metrics = Arc::new(service::metrics::Metrics::new());
         let lists = Self {

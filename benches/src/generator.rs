@@ -25,10 +25,7 @@ impl Default for Slots {
 
 impl Slots {
     pub fn new() -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a current-thread runtime");
+        let rt = crate::current_thread_runtime();
         let span = Duration::from_secs(1);
         let t0 = Instant::now()
             .checked_sub(span * 2)

@@ -8,3 +8,12 @@ pub mod codec;
 pub mod gate;
 pub mod generator;
 pub mod stages;
+
+/// The runtime every fixture drives its async work on: one thread, so a bench's instruction count
+/// holds no other thread's work.
+pub fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}

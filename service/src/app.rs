@@ -224,7 +224,9 @@ pub fn memory_router(config: &Config) -> (Router, AppState) {
 
 /// The full router with every middleware, in the order a request meets them.
 pub fn router(state: AppState, config: &Config) -> Router {
-    let (mut business, ops) = routes::routers(config);
+    let admission =
+        middleware::Admission::new(config.max_in_flight, config.admission_wait, &state.metrics);
+    let (mut business, ops) = routes::routers(config, &admission);
     if let Some(limiter) = middleware::user_rate_limiter(config.rate_limit_per_user) {
         spawn_limiter_cleanup(&limiter);
         business = business.route_layer(axum::middleware::from_fn_with_state(

@@ -80,6 +80,18 @@ pub struct Config {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// Business requests (event streams aside) served at once; one more waits up to
+    /// ADMISSION_WAIT for a slot, then gets 503 `overloaded` with `Retry-After: 1`. Bounds the
+    /// queue in front of the Postgres pool, so overload costs the excess requests instead of the
+    /// capacity. 0 turns admission control off.
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+
+    /// How long a request past MAX_IN_FLIGHT may wait for a slot before it is shed; absorbs
+    /// bursts without letting a queue build.
+    #[arg(long, env = "ADMISSION_WAIT", default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub admission_wait: Duration,
+
     /// Maximum request body in bytes (413 above it).
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     pub body_limit_bytes: usize,

@@ -36,6 +36,8 @@ pub enum AppError {
     TooManyStreams(usize),
     #[error("{0}")]
     Unavailable(String),
+    #[error("the server is at capacity ({0} requests in flight); retry after a second")]
+    Overloaded(usize),
     /// The client reads the summary; the log gets the cause too.
     #[error("object store unavailable ({0}); retry later")]
     ObjectStoreUnavailable(String, #[source] crate::s3::Cause),
@@ -96,6 +98,7 @@ impl AppError {
             AppError::Unavailable(_) | AppError::ObjectStoreUnavailable(..) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
+            AppError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             AppError::AttachmentsDisabled => {
                 (StatusCode::SERVICE_UNAVAILABLE, "attachments_disabled")
             }
@@ -119,6 +122,12 @@ impl IntoResponse for AppError {
             _ => {}
         }
         let mut response = status.into_response();
+        if let AppError::Overloaded(_) = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         response.extensions_mut().insert(ErrorInfo {
             code,
             message: self.to_string(),

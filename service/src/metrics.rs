@@ -14,6 +14,10 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub http_in_flight: IntGauge,
+    /// Business requests shed by admission control (503 `overloaded`), and its MAX_IN_FLIGHT
+    /// (0: off).
+    pub http_shed: IntCounter,
+    pub http_admission_limit: IntGauge,
     /// Client connections open now, and how many the cap allows.
     pub http_connections: IntGauge,
     pub http_connections_max: IntGauge,
@@ -88,6 +92,14 @@ impl Metrics {
                 LATENCY_BUCKETS,
             ),
             http_in_flight: r.gauge("http_requests_in_flight", "HTTP requests being served"),
+            http_shed: r.counter(
+                "http_requests_shed_total",
+                "Business requests shed by admission control (503 overloaded)",
+            ),
+            http_admission_limit: r.gauge(
+                "http_admission_limit",
+                "Business requests served at once before shedding (MAX_IN_FLIGHT; 0 = off)",
+            ),
             http_connections: r.gauge(
                 "http_connections_open",
                 "Client connections open (at MAX_CONNECTIONS new ones wait in the listen backlog)",

@@ -61,7 +61,14 @@ pub fn endpoints() -> Vec<(Method, &'static str)> {
 
 /// Two routers: business routes and operational ones (health, metrics, docs). Every route gets
 /// its body limit (413) and timeout (504) here, uploads their own.
-pub fn routers(config: &Config) -> (Router<AppState>, Router<AppState>) {
+/// Business routes also pass admission control (MAX_IN_FLIGHT, 503 `overloaded` past it),
+/// outermost, so a shed request costs no body read and no timer. A slot is held until the
+/// response starts: an event stream gives its slot back once open (SSE_MAX_STREAMS limits
+/// streams), an upload holds it while its body is read.
+pub fn routers(
+    config: &Config,
+    admission: &crate::middleware::Admission,
+) -> (Router<AppState>, Router<AppState>) {
     let upload_limit = usize::try_from(config.attachments.attachment_max_bytes)
         .unwrap_or(usize::MAX)
         .saturating_add(MULTIPART_OVERHEAD_BYTES);
@@ -81,7 +88,11 @@ pub fn routers(config: &Config) -> (Router<AppState>, Router<AppState>) {
                     timeout,
                 ));
             if r.business {
-                (business.route(r.path, handler), ops)
+                let admitted = handler.layer(axum::middleware::from_fn_with_state(
+                    admission.clone(),
+                    crate::middleware::admit,
+                ));
+                (business.route(r.path, admitted), ops)
             } else {
                 (business, ops.route(r.path, handler))
             }

@@ -269,3 +269,91 @@ async fn a_huge_list_page_is_served_but_not_cached() {
     }
     assert_eq!(loads(), 3, "the small page was not cached");
 }
+
+/// Sends a create's headers and half its body, so the request holds its admission slot until
+/// the rest is written.
+async fn half_sent_create(app: &TestApp) -> (tokio::net::TcpStream, &'static [u8]) {
+    let body: &'static [u8] = br#"{"title":"held","description":"slot"}"#;
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/tickets HTTP/1.1\r\nHost: t\r\nX-User-Id: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        app.user,
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..10]).await.unwrap();
+    (conn, &body[10..])
+}
+
+/// Admission control: past MAX_IN_FLIGHT a business request is shed, after ADMISSION_WAIT, with
+/// 503 `overloaded` and `Retry-After`; a shed create creates nothing; operational routes stay
+/// outside the limit; a freed slot admits again.
+#[tokio::test]
+async fn past_max_in_flight_a_request_is_shed_with_503_overloaded() {
+    let mut config = test_config();
+    config.max_in_flight = 1;
+    config.admission_wait = Duration::from_millis(30);
+    let app = TestApp::start(config).await;
+    let (mut held, rest) = half_sent_create(&app).await;
+
+    let other = new_user();
+    let as_other =
+        |method, path| (app.client.request(method, app.url(path))).header("x-user-id", &other);
+    let create = || {
+        as_other(Method::POST, "/v1/tickets")
+            .json(&serde_json::json!({"title": "shed", "description": "x"}))
+            .send()
+    };
+    let (mut shed, mut admitted) = (None, 0);
+    for _ in 0..50 {
+        let res = create().await.unwrap();
+        if res.status() == 503 {
+            shed = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), 201, "before the slot is taken");
+        admitted += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shed = shed.expect("the second request is shed while the slot is held");
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let body = assert_error(shed, 503, "overloaded").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 requests in flight"),
+        "{body}"
+    );
+    let read = as_other(Method::GET, "/v1/tickets").send().await.unwrap();
+    assert_eq!(read.status(), 503, "reads are shed as well");
+    assert_eq!(
+        app.probe("/healthz").await.status(),
+        200,
+        "ops routes are outside"
+    );
+
+    held.write_all(rest).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = held.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 201"),
+        "the held create completes: {}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let listed = as_other(Method::GET, "/v1/tickets").send().await.unwrap();
+    let listed: Vec<serde_json::Value> = listed.json().await.unwrap();
+    assert_eq!(
+        listed.len(),
+        admitted,
+        "a shed create created nothing: {listed:?}"
+    );
+    assert_eq!(app.list("").await.len(), 1, "the held create is there");
+    let text = metrics_text(&app).await;
+    let shed_count = text
+        .lines()
+        .find_map(|l| l.strip_prefix("http_requests_shed_total "))
+        .map(|v| v.parse::<f64>().unwrap());
+    assert_eq!(shed_count, Some(2.0), "{text}");
+    assert!(text.contains("http_admission_limit 1"), "{text}");
+}
