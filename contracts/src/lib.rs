@@ -37,6 +37,24 @@ pub mod event_types {
     pub const TICKET_ATTACHMENT_ADDED: &str = "ticket.attachment_added";
 }
 
+/// The series `loadgen publish` writes for a run (each labelled `run_id`), which the comparison
+/// dashboard queries: named once, so a rename breaks the build instead of emptying a panel.
+pub mod run_series {
+    /// Per second; label `quantile` = `0.5` | `0.99`.
+    pub const LATENCY_SECONDS: &str = "loadgen_run_latency_seconds";
+    pub const ARRIVAL_RATE: &str = "loadgen_run_arrival_rate";
+    pub const THROUGHPUT: &str = "loadgen_run_throughput";
+    pub const ERRORS: &str = "loadgen_run_errors";
+    pub const NOT_SENT: &str = "loadgen_run_not_sent";
+    pub const LATE_STARTS: &str = "loadgen_run_late_starts";
+    pub const OUTBOX_LAG_SECONDS: &str = "loadgen_run_outbox_lag_seconds";
+    pub const OUTBOX_PENDING: &str = "loadgen_run_outbox_pending";
+    pub const CONSUMER_LAG: &str = "loadgen_run_consumer_lag";
+    pub const TARGET_RPS: &str = "loadgen_run_target_rps";
+    /// Constant over the run: its measured window's start, Unix seconds.
+    pub const WINDOW_START_SECONDS: &str = "loadgen_run_window_start_seconds";
+}
+
 /// HTTP header names used across the system.
 pub mod headers {
     pub const USER_ID: &str = "x-user-id";

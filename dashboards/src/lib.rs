@@ -11,6 +11,12 @@
 //! 4. Comparison (`servicedesk-compare`): two runs by `run_id`, aligned at their measured
 //!    window's start, overlaid, with their differences.
 
+use contracts::run_series::{
+    ARRIVAL_RATE as RUN_ARRIVAL_RATE, CONSUMER_LAG as RUN_CONSUMER_LAG, ERRORS as RUN_ERRORS,
+    LATENCY_SECONDS as RUN_LATENCY_SECONDS, NOT_SENT as RUN_NOT_SENT,
+    OUTBOX_LAG_SECONDS as RUN_OUTBOX_LAG_SECONDS, THROUGHPUT as RUN_THROUGHPUT,
+    WINDOW_START_SECONDS as RUN_WINDOW_START_SECONDS,
+};
 use serde_json::{Value, json};
 
 /// Grafana's dashboard schema version these files are written for (Grafana 11).
@@ -706,21 +712,23 @@ fn comparison() -> Dashboard {
             query_variable(
                 "run_a",
                 "Run A (baseline)",
-                "label_values(loadgen_run_window_start_seconds, run_id)",
+                &format!("label_values({RUN_WINDOW_START_SECONDS}, run_id)"),
                 "",
                 false,
             ),
             query_variable(
                 "run_b",
                 "Run B (candidate)",
-                "label_values(loadgen_run_window_start_seconds, run_id)",
+                &format!("label_values({RUN_WINDOW_START_SECONDS}, run_id)"),
                 "",
                 false,
             ),
             query_variable(
                 "shift_b",
                 "B's offset (s)",
-                "query_result(round(max(loadgen_run_window_start_seconds{run_id=\"$run_a\"}) - max(loadgen_run_window_start_seconds{run_id=\"$run_b\"})))",
+                &format!(
+                    "query_result(round(max({RUN_WINDOW_START_SECONDS}{{{RUN_A}}}) - max({RUN_WINDOW_START_SECONDS}{{{RUN_B}}})))"
+                ),
                 "/^\\{\\} (-?[0-9]+)/",
                 true,
             ),
@@ -737,12 +745,12 @@ fn comparison_panels_1() -> Vec<Panel> {
             "s",
             vec![
                 q(
-                    format!("avg_over_time(loadgen_run_latency_seconds{{{RUN_A}{P99}}}[$__range])"),
+                    format!("avg_over_time({RUN_LATENCY_SECONDS}{{{RUN_A}{P99}}}[$__range])"),
                     "A $run_a",
                 ),
                 q(
                     format!(
-                        "avg_over_time(loadgen_run_latency_seconds{{{RUN_B}{P99}}}[$__range] {SHIFT})"
+                        "avg_over_time({RUN_LATENCY_SECONDS}{{{RUN_B}{P99}}}[$__range] {SHIFT})"
                     ),
                     "B $run_b",
                 ),
@@ -755,11 +763,11 @@ fn comparison_panels_1() -> Vec<Panel> {
             "reqps",
             vec![
                 q(
-                    format!("avg_over_time(loadgen_run_throughput{{{RUN_A}}}[$__range])"),
+                    format!("avg_over_time({RUN_THROUGHPUT}{{{RUN_A}}}[$__range])"),
                     "A $run_a",
                 ),
                 q(
-                    format!("avg_over_time(loadgen_run_throughput{{{RUN_B}}}[$__range] {SHIFT})"),
+                    format!("avg_over_time({RUN_THROUGHPUT}{{{RUN_B}}}[$__range] {SHIFT})"),
                     "B $run_b",
                 ),
             ],
@@ -769,24 +777,24 @@ fn comparison_panels_1() -> Vec<Panel> {
             "p99 latency (CO-corrected)",
             "Per second, from each request's intended start.",
             "s",
-            pair("loadgen_run_latency_seconds", P99),
+            pair(RUN_LATENCY_SECONDS, P99),
         ),
         panel(
             "p50 latency (CO-corrected)",
             "Per second, from each request's intended start.",
             "s",
-            pair("loadgen_run_latency_seconds", P50),
+            pair(RUN_LATENCY_SECONDS, P50),
         ),
         panel(
             "Throughput and arrivals",
             "Successful responses per second (by completion) and slots due per second.",
             "reqps",
             [
-                pair("loadgen_run_throughput", ""),
+                pair(RUN_THROUGHPUT, ""),
                 vec![
-                    q(format!("max(loadgen_run_arrival_rate{{{RUN_A}}})"), "arrivals A"),
+                    q(format!("max({RUN_ARRIVAL_RATE}{{{RUN_A}}})"), "arrivals A"),
                     q(
-                        format!("max(loadgen_run_arrival_rate{{{RUN_B}}} {SHIFT})"),
+                        format!("max({RUN_ARRIVAL_RATE}{{{RUN_B}}} {SHIFT})"),
                         "arrivals B",
                     ),
                 ],
@@ -803,14 +811,11 @@ fn comparison_panels_2() -> Vec<Panel> {
             "Failed requests, and slots never answered, per second.",
             "short",
             [
-                pair("loadgen_run_errors", ""),
+                pair(RUN_ERRORS, ""),
                 vec![
+                    q(format!("max({RUN_NOT_SENT}{{{RUN_A}}})"), "not sent A"),
                     q(
-                        format!("max(loadgen_run_not_sent{{{RUN_A}}})"),
-                        "not sent A",
-                    ),
-                    q(
-                        format!("max(loadgen_run_not_sent{{{RUN_B}}} {SHIFT})"),
+                        format!("max({RUN_NOT_SENT}{{{RUN_B}}} {SHIFT})"),
                         "not sent B",
                     ),
                 ],
@@ -821,21 +826,21 @@ fn comparison_panels_2() -> Vec<Panel> {
             "Outbox lag",
             "Oldest unsent outbox row, sampled every second during each run (s).",
             "s",
-            pair("loadgen_run_outbox_lag_seconds", ""),
+            pair(RUN_OUTBOX_LAG_SECONDS, ""),
         ),
         panel(
             "Consumer lag",
             "The notifier group's lag in messages, sampled every second.",
             "short",
-            pair("loadgen_run_consumer_lag", ""),
+            pair(RUN_CONSUMER_LAG, ""),
         ),
         panel(
             "Difference B − A: p99 and p50",
             "Per second; above zero B is slower.",
             "s",
             vec![
-                q(diff("loadgen_run_latency_seconds", P99), "p99 B − A"),
-                q(diff("loadgen_run_latency_seconds", P50), "p50 B − A"),
+                q(diff(RUN_LATENCY_SECONDS, P99), "p99 B − A"),
+                q(diff(RUN_LATENCY_SECONDS, P50), "p50 B − A"),
             ],
         ),
         panel(
@@ -843,8 +848,8 @@ fn comparison_panels_2() -> Vec<Panel> {
             "Per second; throughput below zero is B doing less.",
             "short",
             vec![
-                q(diff("loadgen_run_throughput", ""), "throughput B − A"),
-                q(diff("loadgen_run_errors", ""), "errors B − A"),
+                q(diff(RUN_THROUGHPUT, ""), "throughput B − A"),
+                q(diff(RUN_ERRORS, ""), "errors B − A"),
             ],
         ),
     ]

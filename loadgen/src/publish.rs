@@ -10,6 +10,7 @@
 //! own instant.
 
 use anyhow::{Context, bail};
+use contracts::run_series;
 use prost::Message;
 
 use crate::report::Report;
@@ -83,7 +84,7 @@ pub fn series(r: &Report) -> anyhow::Result<Vec<Series>> {
             .collect(),
     };
     let quantile = |q: &str, value: &dyn Fn(&crate::report::SecondPoint) -> Option<f64>| {
-        let mut s = per_second("loadgen_run_latency_seconds", value);
+        let mut s = per_second(run_series::LATENCY_SECONDS, value);
         s.labels.push(("quantile", q.to_string()));
         s
     };
@@ -101,18 +102,18 @@ pub fn series(r: &Report) -> anyhow::Result<Vec<Series>> {
         points: span.iter().map(|t| (end_of(*t), v)).collect(),
     };
     let all = vec![
-        per_second("loadgen_run_arrival_rate", &|p| Some(p.arrivals as f64)),
-        per_second("loadgen_run_throughput", &|p| Some(p.rps)),
-        per_second("loadgen_run_errors", &|p| Some(p.errors as f64)),
-        per_second("loadgen_run_not_sent", &|p| Some(p.not_sent as f64)),
-        per_second("loadgen_run_late_starts", &|p| Some(p.late as f64)),
+        per_second(run_series::ARRIVAL_RATE, &|p| Some(p.arrivals as f64)),
+        per_second(run_series::THROUGHPUT, &|p| Some(p.rps)),
+        per_second(run_series::ERRORS, &|p| Some(p.errors as f64)),
+        per_second(run_series::NOT_SENT, &|p| Some(p.not_sent as f64)),
+        per_second(run_series::LATE_STARTS, &|p| Some(p.late as f64)),
         quantile("0.5", &|p| p.p50_ms.map(|ms| ms / 1000.0)),
         quantile("0.99", &|p| p.p99_ms.map(|ms| ms / 1000.0)),
-        pipeline("loadgen_run_outbox_lag_seconds", &|p| p.outbox_lag_seconds),
-        pipeline("loadgen_run_outbox_pending", &|p| p.outbox_pending),
-        pipeline("loadgen_run_consumer_lag", &|p| p.consumer_lag),
-        constant("loadgen_run_target_rps", r.target_rps),
-        constant("loadgen_run_window_start_seconds", start as f64 / 1000.0),
+        pipeline(run_series::OUTBOX_LAG_SECONDS, &|p| p.outbox_lag_seconds),
+        pipeline(run_series::OUTBOX_PENDING, &|p| p.outbox_pending),
+        pipeline(run_series::CONSUMER_LAG, &|p| p.consumer_lag),
+        constant(run_series::TARGET_RPS, r.target_rps),
+        constant(run_series::WINDOW_START_SECONDS, start as f64 / 1000.0),
     ];
     Ok(all.into_iter().filter(|s| !s.points.is_empty()).collect())
 }
@@ -211,20 +212,20 @@ mod tests {
                 .clone()
         };
         assert_eq!(
-            named("loadgen_run_throughput", None),
+            named(run_series::THROUGHPUT, None),
             [(1_700_000_001_000, 100.0), (1_700_000_002_000, 100.0)]
         );
         // The second with no answers has no p99 sample, not a 0.
         assert_eq!(
-            named("loadgen_run_latency_seconds", Some("0.99")),
+            named(run_series::LATENCY_SECONDS, Some("0.99")),
             [(1_700_000_001_000, 0.004)]
         );
         assert_eq!(
-            named("loadgen_run_window_start_seconds", None)[0].1,
+            named(run_series::WINDOW_START_SECONDS, None)[0].1,
             1_700_000_000.0
         );
         // No pipeline samples: no pipeline series at all.
-        assert!(all.iter().all(|s| s.name != "loadgen_run_consumer_lag"));
+        assert!(all.iter().all(|s| s.name != run_series::CONSUMER_LAG));
     }
 
     #[test]
