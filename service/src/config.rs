@@ -80,7 +80,8 @@ pub struct Config {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
-    /// Business requests (event streams aside) served at once; one more waits up to
+    /// Business requests served at once (a slot is held until the response starts, so an open
+    /// event stream holds none); one more waits up to
     /// ADMISSION_WAIT for a slot, then gets 503 `overloaded` with `Retry-After: 1`. Bounds the
     /// queue in front of the Postgres pool, so overload costs the excess requests instead of the
     /// capacity. 0 turns admission control off.
