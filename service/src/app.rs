@@ -226,7 +226,7 @@ pub fn memory_router(config: &Config) -> (Router, AppState) {
 pub fn router(state: AppState, config: &Config) -> Router {
     let admission =
         middleware::Admission::new(config.max_in_flight, config.admission_wait, &state.metrics);
-    let (mut business, ops) = routes::routers(config, &admission);
+    let (mut business, ops) = routes::routers(config, admission.as_ref());
     if let Some(limiter) = middleware::user_rate_limiter(config.rate_limit_per_user) {
         spawn_limiter_cleanup(&limiter);
         business = business.route_layer(axum::middleware::from_fn_with_state(

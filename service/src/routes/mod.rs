@@ -67,7 +67,7 @@ pub fn endpoints() -> Vec<(Method, &'static str)> {
 /// streams), an upload holds it while its body is read.
 pub fn routers(
     config: &Config,
-    admission: &crate::middleware::Admission,
+    admission: Option<&crate::middleware::Admission>,
 ) -> (Router<AppState>, Router<AppState>) {
     let upload_limit = usize::try_from(config.attachments.attachment_max_bytes)
         .unwrap_or(usize::MAX)
@@ -88,11 +88,11 @@ pub fn routers(
                     timeout,
                 ));
             if r.business {
-                let admitted = handler.layer(axum::middleware::from_fn_with_state(
-                    admission.clone(),
-                    crate::middleware::admit,
-                ));
-                (business.route(r.path, admitted), ops)
+                let handler = match admission {
+                    Some(admission) => handler.layer(admission.clone()),
+                    None => handler,
+                };
+                (business.route(r.path, handler), ops)
             } else {
                 (business, ops.route(r.path, handler))
             }

@@ -357,3 +357,39 @@ async fn past_max_in_flight_a_request_is_shed_with_503_overloaded() {
     assert_eq!(shed_count, Some(2.0), "{text}");
     assert!(text.contains("http_admission_limit 1"), "{text}");
 }
+
+/// A request that finds every slot taken waits for one up to ADMISSION_WAIT and, when the slot
+/// is freed within it, is served rather than shed.
+#[tokio::test]
+async fn a_request_waits_for_a_freed_slot_within_admission_wait() {
+    let mut config = test_config();
+    config.max_in_flight = 1;
+    config.admission_wait = Duration::from_secs(10);
+    let app = TestApp::start(config).await;
+    let (mut held, rest) = half_sent_create(&app).await;
+
+    let waiting = tokio::spawn(
+        app.client
+            .request(Method::GET, app.url("/v1/tickets"))
+            .header("x-user-id", new_user())
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the read waits while the slot is held"
+    );
+
+    held.write_all(rest).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = held.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 201"));
+    let read = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiting read is served once the slot is freed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let text = metrics_text(&app).await;
+    assert!(text.contains("http_requests_shed_total 0"), "{text}");
+}
