@@ -183,7 +183,10 @@ impl ChangeStream {
         match read.await {
             Ok((missed, rows)) if missed || rows.len() as i64 > max => {
                 self.state.metrics.sse.resets.inc();
-                // Nothing of the backlog is sent: the client reloads, then follows live.
+                // Nothing of the backlog is sent: the client reloads, then follows live. The
+                // reload covers what was read here, so its live copy (a NOTIFY can arrive after
+                // this read) is skipped like a replayed change.
+                self.replayed = rows.iter().map(|c| c.id).collect();
                 Step::Send(open.event("reset").data(
                     r#"{"reason":"Last-Event-ID is outside the replay window; reload with GET /v1/tickets"}"#,
                 ))
@@ -218,8 +221,10 @@ impl ChangeStream {
                 None
             }
             outcome => {
-                if let Err(e) = outcome {
-                    tracing::warn!(error = %e, "SSE: re-reading missed changes failed");
+                match outcome {
+                    // The reload covers what was read; its live copy is skipped (see `start`).
+                    Ok(rows) => self.replayed.extend(rows.iter().map(|c| c.id)),
+                    Err(e) => tracing::warn!(error = %e, "SSE: re-reading missed changes failed"),
                 }
                 self.state.metrics.sse.resets.inc();
                 Some(
