@@ -176,8 +176,10 @@ pub async fn run(cli: &Cli, drill: &Drill) -> anyhow::Result<Outcome> {
         }
         None => None,
     };
+    let shed = ha.shed().await;
     ha.stop().await;
     let mut outcome = measure::judge(drill, &timeline, &report, lags, &before);
+    outcome.shed = shed;
     if let Some(u) = uploads {
         outcome
             .misses

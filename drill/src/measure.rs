@@ -99,6 +99,14 @@ pub struct Outcome {
     pub errors: u64,
     /// First and last second with an error.
     pub error_window_s: Option<(u64, u64)>,
+    /// Errors in the seconds before the fault: the system was over capacity at this rate
+    /// before anything broke.
+    #[serde(default)]
+    pub errors_before_fault: u64,
+    /// Requests the APIs shed (503 `overloaded`, admission control), read from their metrics
+    /// at the end (a replica restarted by the drill counts from its restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shed: Option<u64>,
     pub not_sent: u64,
     pub p99_ms: Option<f64>,
     pub max_outbox_lag_ms: Option<f64>,
@@ -240,6 +248,10 @@ pub fn judge(
         .map(|p| p.t)
         .collect();
     let error_window_s = errored.first().zip(errored.last()).map(|(a, b)| (*a, *b));
+    let errors_before_fault = (report.series.iter())
+        .filter(|p| (p.t as f64) < t.fault_at_s.floor())
+        .map(|p| p.errors)
+        .sum();
     let mut o = Outcome {
         drill: drill.name.into(),
         rps: report.target_rps,
@@ -247,6 +259,7 @@ pub fn judge(
         requests: report.requests,
         errors: report.errors,
         error_window_s,
+        errors_before_fault,
         not_sent: report.not_sent,
         p99_ms: (report.corrected.count > 0).then_some(report.corrected.p99_ms),
         max_outbox_lag_ms: max_of(&lags, |l| l.outbox_max_ms),
@@ -284,6 +297,13 @@ fn misses(drill: &Drill, t: &Timeline, o: &Outcome) -> Vec<String> {
     }
     if o.not_sent > 0 {
         m.push(format!("{} measured slots never answered", o.not_sent));
+    }
+    if o.errors_before_fault > 0 {
+        m.push(format!(
+            "not healthy before the fault: {} API errors before {:.0} s, over capacity at {:.0} rps \
+             (the errors and the recovery below measure the machine, not the fault)",
+            o.errors_before_fault, t.fault_at_s, o.rps
+        ));
     }
     match (drill.expect.errors, o.error_window_s) {
         (_, None) => {}
@@ -446,6 +466,28 @@ mod tests {
                 "recovered 15.0 s after heal (bound 10 s)",
             ]
         );
+    }
+
+    /// Errors before the fault say the rate was over capacity, whatever the fault did.
+    #[test]
+    fn errors_before_the_fault_are_named_as_over_capacity() {
+        let drill = crate::plan::find("postgres-restart").unwrap();
+        let (mut r, l) = run(10, 10, Some(4));
+        r.series[9].errors = 2;
+        r.errors = 3;
+        let o = judge(&drill, &T, &r, l.clone(), &l);
+        assert_eq!(o.errors_before_fault, 3);
+        assert_eq!(
+            o.misses,
+            [
+                "not healthy before the fault: 3 API errors before 10 s, over capacity at 100 rps \
+                 (the errors and the recovery below measure the machine, not the fault)",
+                "API errors in seconds 4–9, outside the outage 10–20.0 s + 5 s",
+            ]
+        );
+        // Errors from the fault's second on are the fault's.
+        let (r, l) = run(10, 10, Some(10));
+        assert_eq!(judge(&drill, &T, &r, l.clone(), &l).errors_before_fault, 0);
     }
 
     #[test]

@@ -65,8 +65,12 @@ fn secs(ms: Option<f64>) -> String {
 }
 
 fn measured(o: &Outcome) -> String {
+    let shed = match o.shed {
+        Some(n) if n > 0 => format!(" ({n} shed: 503 overloaded)"),
+        _ => String::new(),
+    };
     let errors = match o.error_window_s {
-        Some((a, b)) => format!("{} errors in s {a}–{b}", o.errors),
+        Some((a, b)) => format!("{} errors in s {a}–{b}{shed}", o.errors),
         None => "0 errors".into(),
     };
     let whole_run = o.timeline.is_some_and(|t| t.fault_at_s == 0.0);
