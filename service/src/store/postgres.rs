@@ -191,6 +191,9 @@ fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     }
 }
 
+/// How recently a pooled connection must have been used to be handed out without a ping.
+const ALIVE_BYPASS: Duration = Duration::from_millis(500);
+
 impl PostgresStore {
     /// Connects (failing fast when the database is unreachable) and optionally migrates.
     pub async fn connect(
@@ -204,6 +207,18 @@ impl PostgresStore {
             .max_connections(max_connections)
             .min_connections(max_connections.min(4))
             .acquire_timeout(acquire_timeout)
+            // sqlx pings every connection before handing it out: one more round trip per
+            // statement. As HikariCP does, a connection used within ALIVE_BYPASS is taken as
+            // alive; one idle longer is pinged, and a dead one is dropped and another taken.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < ALIVE_BYPASS {
+                        return Ok(true);
+                    }
+                    Ok(sqlx::Connection::ping(conn).await.is_ok())
+                })
+            })
             .connect_with(ops::connect_options(url, limits).context("parsing DATABASE_URL")?)
             .await
             .context("connecting to DATABASE_URL")?;

@@ -268,9 +268,10 @@ async fn a_create_whose_response_timed_out_still_refreshes_the_list() {
     assert!(app.list("").await.is_empty());
     wait_for_l2_fill(&redis, &app.user).await;
 
-    // Each reply from Postgres takes 1.5 s: the connection check and the INSERT's reply make 3 s,
-    // the INSERT itself commits at once.
-    proxy.set_latency(Duration::ZERO, Duration::from_millis(1500));
+    // Each reply from Postgres takes 2.5 s: the INSERT's reply alone passes the 2 s timeout
+    // (and a connection check before it, when the connection was idle, adds to it); the INSERT
+    // itself commits at once.
+    proxy.set_latency(Duration::ZERO, Duration::from_millis(2500));
     let res = app
         .req(Method::POST, "/v1/tickets")
         .json(&json!({"title": "slow reply", "description": "d"}))
@@ -386,6 +387,27 @@ async fn without_redis_the_api_keeps_serving_and_readyz_says_why() {
         eventually(15, || async { app.probe("/readyz").await.status() == 200 }).await,
         "ready again once Redis is back"
     );
+}
+
+/// The pool pings only a connection idle for more than 500 ms (no round trip per statement
+/// under load): one that died while idle is found dead by that ping and replaced, so the
+/// client sees no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_died_while_idle_is_replaced_without_an_error() {
+    let Some((db, redis)) = stack() else { return };
+    let proxy = FaultProxy::start(url_addr(&db)).await;
+    let app = TestApp::start(postgres_config(&proxy.rewrite_url(&db), &redis)).await;
+    let create = || {
+        app.req(Method::POST, "/v1/tickets")
+            .json(&json!({"title": "after a reset", "description": "d"}))
+            .send()
+    };
+    assert_eq!(create().await.unwrap().status(), 201);
+    // Every open connection reset, as a Postgres restart or a dropped link does; new ones work.
+    proxy.reset();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let res = create().await.unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
