@@ -151,8 +151,8 @@ pub struct Proxies {
 
 /// The fault proxies forward on a runtime of their own. On the drill's runtime they shared its
 /// two workers with loadgen, so a busy generator delayed every proxied round trip: at 1000 rps
-/// the APIs' Postgres pool filled through the proxy before any fault (postgres-latency shed 76 %
-/// of its requests, errors from the run's second second).
+/// the relay ↔ Kafka drills and notifier-db-down had thousands of API errors before or long
+/// after their fault, and 0 once the proxies moved here.
 fn proxy_runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     RUNTIME.get_or_init(|| {
