@@ -102,9 +102,12 @@ async fn slo_breach_exits_3_and_compare_flags_an_injected_regression() {
         .unwrap();
     let text = String::from_utf8_lossy(&worse.stdout);
     assert_eq!(worse.status.code(), Some(4), "{text}");
+    // p50 is the statistic asserted: 2 s at 100 rps is ~200 samples, so p99 rests on the
+    // two slowest, and one scheduler hiccup on a busy machine rightly widens its bootstrap
+    // interval across 0 ("same"). A tripled median is outside any honest interval.
     assert!(
         text.lines()
-            .any(|l| l.starts_with("p99 ") && l.contains("REGRESSED")),
+            .any(|l| l.starts_with("p50 ") && l.contains("REGRESSED")),
         "{text}"
     );
     // compare.html beside B: the verdict, the table, both runs overlaid.
