@@ -301,7 +301,7 @@ fn misses(drill: &Drill, t: &Timeline, o: &Outcome) -> Vec<String> {
     if o.errors_before_fault > 0 {
         m.push(format!(
             "not healthy before the fault: {} API errors before {:.0} s, over capacity at {:.0} rps \
-             (the errors and the recovery below measure the machine, not the fault)",
+             (so this drill's error count and recovery time measure the machine, not the fault)",
             o.errors_before_fault, t.fault_at_s, o.rps
         ));
     }
@@ -481,7 +481,7 @@ mod tests {
             o.misses,
             [
                 "not healthy before the fault: 3 API errors before 10 s, over capacity at 100 rps \
-                 (the errors and the recovery below measure the machine, not the fault)",
+                 (so this drill's error count and recovery time measure the machine, not the fault)",
                 "API errors in seconds 4–9, outside the outage 10–20.0 s + 5 s",
             ]
         );
