@@ -61,19 +61,28 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The drills named, with the bounds that depend on the run's rate and length fixed.
     pub fn selected(&self) -> anyhow::Result<Vec<Drill>> {
-        if self.drills.iter().any(|d| d == "all") {
-            return Ok(plan::ALL.to_vec());
-        }
-        self.drills
-            .iter()
-            .map(|n| {
-                plan::find(n).with_context(|| {
-                    let names: Vec<&str> = plan::ALL.iter().map(|d| d.name).collect();
-                    format!("no drill {n:?}; drills: {}", names.join(", "))
+        let drills: Vec<Drill> = if self.drills.iter().any(|d| d == "all") {
+            plan::ALL.to_vec()
+        } else {
+            self.drills
+                .iter()
+                .map(|n| {
+                    plan::find(n).with_context(|| {
+                        let names: Vec<&str> = plan::ALL.iter().map(|d| d.name).collect();
+                        format!("no drill {n:?}; drills: {}", names.join(", "))
+                    })
                 })
+                .collect::<anyhow::Result<_>>()?
+        };
+        Ok(drills
+            .into_iter()
+            .map(|d| {
+                let window = d.timeline(self.fault_at, self.after_heal).window_s;
+                d.at(self.rps, window)
             })
-            .collect()
+            .collect())
     }
 
     pub fn day_dir(&self) -> PathBuf {

@@ -17,7 +17,7 @@ use test_support::{FaultProxy, World, url_addr};
 use tokio::process::{Child, Command};
 
 use crate::balancer::{API_TIMEOUT, Balancer};
-use crate::plan::Fault;
+use crate::plan::{self, Fault};
 use crate::ready::wait_ready;
 
 /// Which program a process runs.
@@ -265,10 +265,11 @@ impl Ha {
         };
         let relay_brokers = proxies.relay_brokers(&world.brokers);
         let chaos = if fault == Fault::PublishChaos {
-            "0.2"
+            plan::CHAOS_RATE
         } else {
-            "0"
-        };
+            0.0
+        }
+        .to_string();
         // The object store as the stack gives it, under a prefix of this drill's own.
         let s3: Vec<(&str, String)> = S3_ENV
             .iter()
@@ -291,7 +292,9 @@ impl Ha {
                 ("KAFKA_BROKERS", relay_brokers.clone()),
                 ("RELAY_TOPIC", world.topic.clone()),
                 ("RELAY_ID", format!("drill-relay-{i}")),
-                ("RELAY_CHAOS_FAILURE_RATE", chaos.into()),
+                ("RELAY_CHAOS_FAILURE_RATE", chaos.clone()),
+                ("RELAY_RETRY_BASE", format!("{}ms", plan::RELAY_RETRY_BASE_S * 1000.0)),
+                ("RELAY_RETRY_MAX", format!("{}ms", plan::RELAY_RETRY_MAX_S * 1000.0)),
             ]
         };
         let group = format!("drill-{}", uuid::Uuid::new_v4().simple());
