@@ -10,8 +10,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{World, eventually, scrape};
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use test_support::pipeline as common;
 use uuid::Uuid;
 
@@ -68,18 +66,7 @@ impl Drop for Downed {
 
 /// node.id of the leader of each partition, and each partition's replica count.
 fn leaders(brokers: &str, topic: &str) -> Vec<(i32, i32, usize)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    md.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| (p.id(), p.leader(), p.replicas().len()))
-        .collect()
+    test_support::pipeline::partition_leaders(brokers, topic, Duration::from_secs(10))
 }
 
 async fn start_notifier(

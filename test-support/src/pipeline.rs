@@ -179,6 +179,21 @@ pub struct Read {
     pub value: Vec<u8>,
 }
 
+/// Each partition of `topic` as `(partition, leader's node.id, replica count)`, from the
+/// cluster's metadata (one request; no admin tool, no JVM).
+pub fn partition_leaders(brokers: &str, topic: &str, timeout: Duration) -> Vec<(i32, i32, usize)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let md = c.fetch_metadata(Some(topic), timeout).unwrap();
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| (p.id(), p.leader(), p.replicas().len()))
+        .collect()
+}
+
 pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> Vec<Read> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
