@@ -47,15 +47,11 @@ impl Prometheus {
     }
 
     async fn active_targets(&self) -> Vec<Value> {
-        let body: Value = self
-            .client
-            .get(format!("{}/api/v1/targets?state=active", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = test_support::fetch_json(
+            self.client
+                .get(format!("{}/api/v1/targets?state=active", self.url)),
+        )
+        .await;
         body["data"]["activeTargets"]
             .as_array()
             .cloned()

@@ -430,16 +430,13 @@ async fn a_change_reaches_its_owners_event_stream_after_the_notifier_recorded_it
     let mut stream = EventStream::connect(&base, owner, None).await;
     let mut others = EventStream::connect(&base, other, None).await;
     let client = reqwest::Client::new();
-    let ticket: serde_json::Value = client
-        .post(format!("{base}/v1/tickets"))
-        .header("x-user-id", owner)
-        .json(&serde_json::json!({"title": "printer", "description": "on fire"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ticket: serde_json::Value = test_support::fetch_json(
+        client
+            .post(format!("{base}/v1/tickets"))
+            .header("x-user-id", owner)
+            .json(&serde_json::json!({"title": "printer", "description": "on fire"})),
+    )
+    .await;
     let id = ticket["id"].as_str().unwrap();
     let close = client
         .post(format!("{base}/v1/tickets/{id}/close"))

@@ -12,3 +12,9 @@ pub mod system;
 pub use pipeline::{Read, World, create_topic, eventually, read_topic, scrape, stack};
 pub use proxy::{FaultProxy, url_addr};
 pub use system::{Spawned, System, spawn_api, spawn_notifier, spawn_relay};
+
+/// Sends `request` and reads its body as JSON, whatever the status; panics when the server
+/// cannot be reached or the body is not JSON.
+pub async fn fetch_json(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}

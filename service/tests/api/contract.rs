@@ -283,14 +283,8 @@ async fn foreign_and_unknown_close_change_nothing(app: TestApp) {
         .unwrap();
     assert_error(res, 400, "invalid_id").await;
 
-    let still: Value = app
-        .req(Method::GET, &format!("/v1/tickets/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let still: Value =
+        test_support::fetch_json(app.req(Method::GET, &format!("/v1/tickets/{id}"))).await;
     assert_eq!(still["status"], "OPEN");
     assert_eq!(app.events(id).await.len(), 1, "only ticket.created");
 }

@@ -82,15 +82,7 @@ async fn documented_methods_answer_and_others_are_405() {
 #[tokio::test]
 async fn the_served_document_is_the_committed_file() {
     let app = common::TestApp::memory().await;
-    let served: Value = app
-        .client
-        .get(app.url("/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served: Value = test_support::fetch_json(app.client.get(app.url("/v1/openapi.json"))).await;
     assert_eq!(
         served,
         serde_json::from_str::<Value>(routes::docs::OPENAPI_JSON).unwrap()
