@@ -293,8 +293,14 @@ impl Ha {
                 ("RELAY_TOPIC", world.topic.clone()),
                 ("RELAY_ID", format!("drill-relay-{i}")),
                 ("RELAY_CHAOS_FAILURE_RATE", chaos.clone()),
-                ("RELAY_RETRY_BASE", format!("{}ms", plan::RELAY_RETRY_BASE_S * 1000.0)),
-                ("RELAY_RETRY_MAX", format!("{}ms", plan::RELAY_RETRY_MAX_S * 1000.0)),
+                (
+                    "RELAY_RETRY_BASE",
+                    format!("{}ms", plan::RELAY_RETRY_BASE_S * 1000.0),
+                ),
+                (
+                    "RELAY_RETRY_MAX",
+                    format!("{}ms", plan::RELAY_RETRY_MAX_S * 1000.0),
+                ),
             ]
         };
         let group = format!("drill-{}", uuid::Uuid::new_v4().simple());
