@@ -58,6 +58,9 @@ pub struct Relay {
     heartbeat: ops::Heartbeat,
     /// `None` when `RELAY_LIVENESS_LOCK` is off: dead relays' claims wait for the claim timeout.
     liveness: Option<Liveness>,
+    /// A batch the broker acked whose mark the database refused (it restarted, or the link
+    /// failed): marked before anything new is claimed. See [`Relay::mark`].
+    held: std::sync::Mutex<Option<(Vec<OutboxRow>, BatchResult)>>,
 }
 
 impl Relay {
@@ -75,6 +78,7 @@ impl Relay {
             settings,
             heartbeat: ops::Heartbeat::new(),
             liveness,
+            held: std::sync::Mutex::new(None),
         }
     }
 
@@ -99,14 +103,16 @@ impl Relay {
         &self.publisher
     }
 
-    /// One step: claim a batch, publish it, mark what was acked and reschedule what failed.
+    /// One step: mark a held batch if there is one, then claim a batch, publish it, mark what
+    /// was acked and reschedule what failed.
     pub async fn relay_once(&self) -> anyhow::Result<Outcome> {
+        self.mark_held().await?;
         let rows = self.claim().await?;
         if rows.is_empty() {
             return Ok(Outcome::Idle);
         }
         let result = self.publish(&rows).await;
-        self.mark(&rows, &result).await
+        self.mark(rows, result).await
     }
 
     /// First part of a step (public so tests can stop between the parts, as a crash would).
@@ -137,32 +143,48 @@ impl Relay {
     }
 
     /// Third part: acked rows become `sent` (one statement), failed ones go back to pending with
-    /// a backoff. If this fails the rows stay `processing` and the reaper re-publishes them later:
-    /// a duplicate, never a loss.
-    pub async fn mark(&self, rows: &[OutboxRow], result: &BatchResult) -> anyhow::Result<Outcome> {
+    /// a backoff. If the database fails here (a Postgres restart between publish and mark), the
+    /// batch is held and the next step marks it before it claims anything: its rows stay
+    /// `processing` under this relay's name meanwhile, so no other relay claims them and no
+    /// later event of their tickets overtakes them. Without the hold they waited for the reaper's
+    /// claim timeout (the 60 s end-to-end lag of the postgres-restart drill). Only if this relay
+    /// dies holding a batch do its rows go back to pending (restart, takeover or reaper): a
+    /// duplicate publish, never a loss.
+    pub async fn mark(&self, rows: Vec<OutboxRow>, result: BatchResult) -> anyhow::Result<Outcome> {
+        match self.write_marks(&result).await {
+            Ok(()) => Ok(self.count_marked(&rows, &result)),
+            Err(e) => {
+                *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some((rows, result));
+                Err(e)
+            }
+        }
+    }
+
+    /// Marks the batch held since its mark failed, if any; holds it again if this fails too.
+    async fn mark_held(&self) -> anyhow::Result<()> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some((rows, result)) = held else {
+            return Ok(());
+        };
+        let n = rows.len();
+        self.mark(rows, result).await?;
+        tracing::info!(
+            rows = n,
+            "a batch held since the database failed at its mark is marked"
+        );
+        Ok(())
+    }
+
+    /// The mark's statements. Both are idempotent, so a held batch is simply written again.
+    async fn write_marks(&self, result: &BatchResult) -> anyhow::Result<()> {
         ops::bounded(
             self.settings.db_timeout,
             outbox::mark_sent(&self.pool, &result.acked),
         )
         .await?;
-        let now = Utc::now();
-        let acked: std::collections::HashSet<i64> = result.acked.iter().copied().collect();
-        for row in rows.iter().filter(|r| acked.contains(&r.id)) {
-            let lag = (now - row.created_at).to_std().unwrap_or_default();
-            self.metrics.event_lag_seconds.observe(lag.as_secs_f64());
-        }
-        self.metrics.published.inc_by(result.acked.len() as u64);
-
         // Usually one distinct error per batch (broker down), so this is one statement.
         let mut by_error: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for (id, failure) in &result.failed {
-            self.metrics
-                .failed
-                .with_label_values(&[failure.reason()])
-                .inc();
-            if *failure == crate::publish::Failure::Chaos {
-                self.metrics.chaos_failures.inc();
-            }
             by_error.entry(failure.message()).or_default().push(*id);
         }
         for (error, ids) in &by_error {
@@ -180,11 +202,32 @@ impl Relay {
             )
             .await?;
         }
-        Ok(Outcome::Relayed {
+        Ok(())
+    }
+
+    /// The metrics of a marked batch, counted once however often its mark was tried.
+    fn count_marked(&self, rows: &[OutboxRow], result: &BatchResult) -> Outcome {
+        let now = Utc::now();
+        let acked: std::collections::HashSet<i64> = result.acked.iter().copied().collect();
+        for row in rows.iter().filter(|r| acked.contains(&r.id)) {
+            let lag = (now - row.created_at).to_std().unwrap_or_default();
+            self.metrics.event_lag_seconds.observe(lag.as_secs_f64());
+        }
+        self.metrics.published.inc_by(result.acked.len() as u64);
+        for (_, failure) in &result.failed {
+            self.metrics
+                .failed
+                .with_label_values(&[failure.reason()])
+                .inc();
+            if *failure == crate::publish::Failure::Chaos {
+                self.metrics.chaos_failures.inc();
+            }
+        }
+        Outcome::Relayed {
             claimed: rows.len(),
             published: result.acked.len(),
             failed: result.failed.len(),
-        })
+        }
     }
 
     /// Reaper and retention, once.

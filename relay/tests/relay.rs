@@ -281,6 +281,48 @@ async fn a_database_gone_silent_fails_fast_and_the_relay_recovers() {
     handle.await.unwrap().unwrap();
 }
 
+/// A Postgres restart between a batch's publish and its mark: the rows are in Kafka and still
+/// `processing` under this relay's name. The relay marks them sent as soon as the database is
+/// back, long before the claim timeout, and publishes none of them twice.
+#[tokio::test]
+async fn a_batch_whose_mark_failed_is_marked_once_the_database_is_back() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    let proxy = FaultProxy::start(url_addr(&world.db_url)).await;
+    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    config.database_url = Some(proxy.rewrite_url(&world.db_url));
+    config.no_listen = true;
+    assert!(config.claim_timeout >= Duration::from_secs(60));
+    let relay = App::build(config).await.unwrap().relay();
+    let first = world.insert_events(5).await;
+    let rows = relay.claim().await.unwrap();
+    assert_eq!(rows.len(), 5);
+    let result = relay.publish(&rows).await;
+    assert_eq!(result.acked.len(), 5, "{:?}", result.failed);
+    proxy.down();
+    relay
+        .mark(rows, result)
+        .await
+        .expect_err("the mark cannot reach Postgres");
+    proxy.up();
+    let later = world.insert_events(3).await;
+
+    // The step loop's retries, bounded well inside the 60 s claim timeout.
+    let started = std::time::Instant::now();
+    eventually(Duration::from_secs(20), "all 8 sent", || async {
+        let _ = relay.relay_once().await;
+        world.status_counts().await.get("sent") == Some(&8)
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let seen = published(&world);
+    for id in first.iter().chain(&later) {
+        assert_eq!(seen.get(id), Some(&1), "event {id} published once");
+    }
+    assert_eq!(seen.len(), 8);
+}
+
 #[tokio::test]
 async fn a_failed_publish_goes_back_to_pending_with_backoff() {
     let Some(world) = World::new(1).await else {
