@@ -31,6 +31,11 @@ pub struct OutboxRow {
 /// `ticket.closed` back, and a batch never holds two events of one ticket. A concurrent claim
 /// sees the earlier row as pending or processing either way, so two relays can't split a ticket.
 /// The check runs before LIMIT: held-back rows never crowd claimable ones out of a batch.
+///
+/// The UPDATE finds the batch's rows by primary key (`= ANY(ARRAY(…))`). Joined to the CTE
+/// instead, the planner hashed the CTE and scanned the whole table, every version of every
+/// row, sent or not: 25 ms of a 46 ms claim of 500 rows in a 24,000-row table, growing with it
+/// (EXPLAIN ANALYZE, PostgreSQL 15; the pkey lookups take 6 ms).
 const CLAIM: &str = "
 WITH batch AS (
     SELECT o.id FROM outbox_events o
@@ -44,8 +49,7 @@ WITH batch AS (
 )
 UPDATE outbox_events o
 SET status = 'processing', claimed_at = now(), claimed_by = $2
-FROM batch
-WHERE o.id = batch.id
+WHERE o.id = ANY(ARRAY(SELECT id FROM batch))
 RETURNING o.id, o.event_id, o.aggregate_id, o.event_type, o.payload, o.headers, o.created_at,
           o.attempts";
 
