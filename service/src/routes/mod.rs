@@ -7,10 +7,15 @@ mod events;
 mod health;
 mod tickets;
 
+use std::convert::Infallible;
+
 use axum::Router;
+use axum::body::Body;
 use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::MethodRouter;
-use tower_http::limit::RequestBodyLimitLayer;
+use tower::ServiceBuilder;
+use tower_http::limit::{RequestBodyLimitLayer, ResponseBody};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
@@ -54,6 +59,9 @@ pub(crate) async fn detached<T: Send + 'static>(
         .map_err(|e| crate::error::AppError::Internal(anyhow::anyhow!("write task failed: {e}")))?
 }
 
+/// What the body limit answers with; admission control's service takes an axum `Response`.
+type LimitedResponse = axum::http::Response<ResponseBody<Body>>;
+
 /// `(method, path)` of every route, for the OpenAPI check.
 pub fn endpoints() -> Vec<(Method, &'static str)> {
     table().into_iter().map(|r| (r.method, r.path)).collect()
@@ -80,21 +88,34 @@ pub fn routers(
             } else {
                 (config.body_limit_bytes, config.request_timeout)
             };
-            let handler = r
-                .handler
-                .layer::<_, std::convert::Infallible>(RequestBodyLimitLayer::new(limit))
-                .layer::<_, std::convert::Infallible>(TimeoutLayer::with_status_code(
+            // One `MethodRouter::layer` call per route: each call boxes the endpoint again,
+            // and every request pays for each box (a clone and a `oneshot`). The body limit
+            // wraps the timeout: it answers 413 from Content-Length at once, and its limited
+            // body is what the handler reads within the timeout.
+            let limits = ServiceBuilder::new()
+                .layer(RequestBodyLimitLayer::new(limit))
+                .layer(TimeoutLayer::with_status_code(
                     StatusCode::GATEWAY_TIMEOUT,
                     timeout,
                 ));
-            if r.business {
-                let handler = match admission {
-                    Some(admission) => handler.layer(admission.clone()),
-                    None => handler,
-                };
-                (business.route(r.path, handler), ops)
-            } else {
-                (business, ops.route(r.path, handler))
+            match admission.filter(|_| r.business) {
+                Some(admission) => {
+                    let handler = r.handler.layer::<_, Infallible>(
+                        ServiceBuilder::new()
+                            .layer(admission.clone())
+                            .map_response(|res: LimitedResponse| res.into_response())
+                            .layer(limits),
+                    );
+                    (business.route(r.path, handler), ops)
+                }
+                None => {
+                    let handler = r.handler.layer::<_, Infallible>(limits);
+                    if r.business {
+                        (business.route(r.path, handler), ops)
+                    } else {
+                        (business, ops.route(r.path, handler))
+                    }
+                }
             }
         })
 }
