@@ -25,6 +25,16 @@ async fn start(
     (addr, stop, tokio::spawn(app.run_until_stopped()))
 }
 
+/// A relay config whose Postgres is reached through a fault proxy, polling only (a LISTEN
+/// connection would hide nothing the tests look at).
+async fn behind_a_proxy(world: &World) -> (FaultProxy, relay::Config) {
+    let proxy = FaultProxy::start(url_addr(&world.db_url)).await;
+    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    config.database_url = Some(proxy.rewrite_url(&world.db_url));
+    config.no_listen = true;
+    (proxy, config)
+}
+
 /// Event ids found in the topic, with how often each was published.
 fn published(world: &World) -> HashMap<Uuid, usize> {
     let mut seen = HashMap::new();
@@ -238,11 +248,8 @@ async fn a_database_gone_silent_fails_fast_and_the_relay_recovers() {
     let Some(world) = World::new(1).await else {
         return;
     };
-    let proxy = FaultProxy::start(url_addr(&world.db_url)).await;
-    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
-    config.database_url = Some(proxy.rewrite_url(&world.db_url));
+    let (proxy, mut config) = behind_a_proxy(&world).await;
     config.db_statement_timeout = Duration::from_secs(1); // the relay gives up after 6 s
-    config.no_listen = true; // polling only: the LISTEN connection would hide nothing here
     let (addr, stop, handle) = start(config).await;
     world.insert_events(10).await;
     eventually(LONG, "the first 10 sent", || async {
@@ -289,10 +296,7 @@ async fn a_batch_whose_mark_failed_is_marked_once_the_database_is_back() {
     let Some(world) = World::new(1).await else {
         return;
     };
-    let proxy = FaultProxy::start(url_addr(&world.db_url)).await;
-    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
-    config.database_url = Some(proxy.rewrite_url(&world.db_url));
-    config.no_listen = true;
+    let (proxy, config) = behind_a_proxy(&world).await;
     assert!(config.claim_timeout >= Duration::from_secs(60));
     let relay = App::build(config).await.unwrap().relay();
     let first = world.insert_events(5).await;
