@@ -196,7 +196,9 @@ pub async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
 /// A tower [`Layer`](tower::Layer): a request that finds a free slot takes it with one atomic
 /// operation and no allocation of ours; only a request that has to wait is boxed. (axum's
 /// `from_fn` cloned and boxed per request: the bench gate measured ~1.5k instructions per
-/// request less with this layer. axum still boxes once per `MethodRouter::layer` call.)
+/// request less with this layer. `routes::routers` stacks it with the body limit and the
+/// timeout behind one `MethodRouter::layer` call, since axum boxes the endpoint once per call:
+/// another 3.7–3.9k instructions per request less.)
 #[derive(Clone)]
 pub struct Admission {
     slots: Arc<Semaphore>,
