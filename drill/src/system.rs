@@ -251,6 +251,31 @@ pub struct Ha {
     pub beat: Option<tokio_util::sync::CancellationToken>,
 }
 
+/// Relay `i`'s environment: Kafka through `brokers` (the fault proxies' addresses when the
+/// drill has them), the HA shape's row backoff, chaos only in publish-chaos.
+fn relay_env(world: &World, brokers: &str, fault: Fault, i: usize) -> Vec<(&'static str, String)> {
+    let chaos = if fault == Fault::PublishChaos {
+        plan::CHAOS_RATE
+    } else {
+        0.0
+    };
+    vec![
+        ("DATABASE_URL", world.db_url.clone()),
+        ("KAFKA_BROKERS", brokers.to_owned()),
+        ("RELAY_TOPIC", world.topic.clone()),
+        ("RELAY_ID", format!("drill-relay-{i}")),
+        ("RELAY_CHAOS_FAILURE_RATE", chaos.to_string()),
+        (
+            "RELAY_RETRY_BASE",
+            format!("{}ms", plan::RELAY_RETRY_BASE_S * 1000.0),
+        ),
+        (
+            "RELAY_RETRY_MAX",
+            format!("{}ms", plan::RELAY_RETRY_MAX_S * 1000.0),
+        ),
+    ]
+}
+
 impl Ha {
     /// Starts everything on `world` and waits until each process and the balancer answer.
     pub async fn start(world: World, fault: Fault, logs: &Path) -> anyhow::Result<Ha> {
@@ -264,12 +289,6 @@ impl Ha {
                 .map_or_else(|| url.to_owned(), |p| p.rewrite_url(url))
         };
         let relay_brokers = proxies.relay_brokers(&world.brokers);
-        let chaos = if fault == Fault::PublishChaos {
-            plan::CHAOS_RATE
-        } else {
-            0.0
-        }
-        .to_string();
         // The object store as the stack gives it, under a prefix of this drill's own.
         let s3: Vec<(&str, String)> = S3_ENV
             .iter()
@@ -286,23 +305,6 @@ impl Ha {
             env.extend(s3.iter().cloned());
             env
         };
-        let relay_env = |i: usize| {
-            vec![
-                ("DATABASE_URL", world.db_url.clone()),
-                ("KAFKA_BROKERS", relay_brokers.clone()),
-                ("RELAY_TOPIC", world.topic.clone()),
-                ("RELAY_ID", format!("drill-relay-{i}")),
-                ("RELAY_CHAOS_FAILURE_RATE", chaos.clone()),
-                (
-                    "RELAY_RETRY_BASE",
-                    format!("{}ms", plan::RELAY_RETRY_BASE_S * 1000.0),
-                ),
-                (
-                    "RELAY_RETRY_MAX",
-                    format!("{}ms", plan::RELAY_RETRY_MAX_S * 1000.0),
-                ),
-            ]
-        };
         let group = format!("drill-{}", uuid::Uuid::new_v4().simple());
         let notifier_env = || {
             vec![
@@ -318,7 +320,10 @@ impl Ha {
                 .map(|i| Proc::new(Role::Api, i, api_env(), logs))
                 .collect(),
             relays: (1..=2)
-                .map(|i| Proc::new(Role::Relay, i, relay_env(i), logs))
+                .map(|i| {
+                    let env = relay_env(&world, &relay_brokers, fault, i);
+                    Proc::new(Role::Relay, i, env, logs)
+                })
                 .collect(),
             notifiers: (1..=2)
                 .map(|i| Proc::new(Role::Notifier, i, notifier_env(), logs))
