@@ -1,7 +1,9 @@
-//! Goose as the engine: its users are the worker pool, its client sends the requests and its
-//! own report is kept next to ours. The arrival schedule is ours: every transaction call takes
-//! the next slot from the [`Pacer`], sleeps until the slot is due, sends, and records latency
-//! from the slot (corrected) and from the send (service time).
+//! Goose as the engine: its users are the worker pool and its own report is kept next to ours.
+//! The arrival schedule is ours: every transaction call takes the next slot from the
+//! [`Pacer`], waits until the slot is due, sends, and records latency from the slot (corrected)
+//! and from the send (service time). Requests to an `http://` target go through hyper's pooled
+//! client straight, to an `https://` one (or with `--goose-report`) through Goose's reqwest
+//! client ([`Direct`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -24,8 +26,9 @@ pub struct Shared {
     seed: u64,
     mix: Mix,
     retry_share: f64,
-    /// Requests go through Goose's metrics (`--goose-report`), or straight to the shared client.
+    /// Requests go through Goose's metrics (`--goose-report`), or straight to [`Direct`] (else Goose's client).
     goose_metrics: bool,
+    direct: Option<Direct>,
     pub users: Users,
     pub recorder: Mutex<Recorder>,
     /// The live series for Prometheus (live.rs); none with `--metrics-addr off`, so a run that
@@ -59,8 +62,9 @@ impl Drop for InFlight<'_> {
 }
 
 impl Shared {
-    pub fn new(args: &RunArgs, users: Users) -> Self {
+    pub fn new(target: &str, args: &RunArgs, users: Users) -> Self {
         Self {
+            direct: Direct::new(target, args),
             pacer: OnceLock::new(),
             rps: args.rps,
             span: args.warmup + args.duration,
@@ -244,7 +248,7 @@ struct Arrival<'a> {
 impl<'a> Arrival<'a> {
     fn new(shared: &'a Shared, slot: plan::Slot) -> Self {
         // The slot was released at its due time. Taken by a worker that was waiting for one,
-        // its delay since is the generator's own (the pacing thread's and the wake-up's);
+        // its delay since is the generator's own (the timer's and the wake-up's);
         // released while every worker was busy, it waited for a worker — the server was slow —
         // and counts as a late start. Latency counts from the due time either way (#17.5): the
         // generator's own lateness is not hidden but measured apart, as the send delay.
@@ -355,34 +359,131 @@ impl<'a> Arrival<'a> {
     }
 }
 
-/// Sends one request: through Goose's request path when its metrics are on (`--goose-report`),
-/// else straight through the shared client — Goose's per-request bookkeeping (a metric record
-/// sent over a channel, URL re-parsing, header-map clones) was most of the generator's own CPU
-/// per request (issue #17.11). None for a transport error or a timeout.
+/// One request to send: its headers are the API's, the body (if any) JSON.
+struct Call<'a> {
+    method: GooseMethod,
+    path: &'a str,
+    /// Goose's request name (its report groups by it).
+    name: &'a str,
+    headers: &'a [(&'static str, &'a str)],
+    body: Option<Vec<u8>>,
+}
+
+/// hyper's pooled HTTP/1 client, straight: how the workers send to an `http://` target without
+/// `--goose-report`. reqwest on top of it re-parses the URL of every answer and wraps every
+/// response in a decompression layer — ~20 % of the generator's CPU per request (issue #17.11).
+/// An `https://` target (or Goose's metrics on) goes through Goose's reqwest client.
+pub struct Direct {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    /// The target without its trailing slash; a path is appended to it.
+    base: String,
+    timeout: Duration,
+}
+
+impl Direct {
+    pub fn new(target: &str, args: &RunArgs) -> Option<Self> {
+        if args.goose_report || !target.starts_with("http://") {
+            return None;
+        }
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        // Small requests go out at once (reqwest's default too).
+        connector.set_nodelay(true);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        Some(Self {
+            client,
+            base: target.trim_end_matches('/').to_string(),
+            timeout: args.timeout,
+        })
+    }
+}
+
+/// Sends one request; its status and body, or None for a transport error or a timeout.
 async fn exchange(
     shared: &Shared,
     user: &mut GooseUser,
-    method: GooseMethod,
-    path: &str,
-    name: &str,
-    build: impl FnOnce(goose_reqwest::RequestBuilder) -> goose_reqwest::RequestBuilder,
-) -> Option<goose_reqwest::Response> {
-    if shared.goose_metrics {
-        let builder = build(user.get_request_builder(&method, path).ok()?);
-        let request = GooseRequest::builder()
+    call: Call<'_>,
+) -> Option<(u16, bytes::Bytes)> {
+    let method = match call.method {
+        GooseMethod::Post => http::Method::POST,
+        _ => http::Method::GET,
+    };
+    if let Some(Direct {
+        client,
+        base,
+        timeout,
+    }) = &shared.direct
+    {
+        let mut request = http::Request::builder()
             .method(method)
-            .path(path)
-            .name(name)
+            .uri(format!("{base}{}", call.path));
+        for (name, value) in call.headers {
+            request = request.header(*name, *value);
+        }
+        if call.body.is_some() {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let body = http_body_util::Full::new(call.body.unwrap_or_default().into());
+        let request = request.body(body).ok()?;
+        let answer = async {
+            let response = client.request(request).await.ok()?;
+            let status = response.status().as_u16();
+            // Read the body so the connection is reused.
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .ok()?;
+            Some((status, body.to_bytes()))
+        };
+        return tokio::time::timeout(*timeout, answer).await.ok()?;
+    }
+    let build = |mut b: goose_reqwest::RequestBuilder| {
+        for (name, value) in call.headers {
+            b = b.header(*name, *value);
+        }
+        match call.body {
+            Some(body) => b
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body),
+            None => b,
+        }
+    };
+    let response = if shared.goose_metrics {
+        let builder = build(user.get_request_builder(&call.method, call.path).ok()?);
+        let request = GooseRequest::builder()
+            .method(call.method)
+            .path(call.path)
+            .name(call.name)
             .set_request_builder(builder)
             .build();
-        return user.request(request).await.ok()?.response.ok();
-    }
-    let method = match method {
-        GooseMethod::Post => goose_reqwest::Method::POST,
-        _ => goose_reqwest::Method::GET,
+        user.request(request).await.ok()?.response.ok()?
+    } else {
+        build(user.client.request(method, join(&user.base_url, call.path)))
+            .send()
+            .await
+            .ok()?
     };
-    let url = format!("{}{path}", user.base_url.as_str().trim_end_matches('/'));
-    build(user.client.request(method, url)).send().await.ok()
+    let status = response.status().as_u16();
+    Some((status, response.bytes().await.unwrap_or_default()))
+}
+
+/// The target's URL with `path` (and its query) put after the target's own path: the target
+/// is parsed once, per request only the path is.
+fn join(base: &goose_reqwest::Url, path_and_query: &str) -> goose_reqwest::Url {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    };
+    let mut url = base.clone();
+    match base.path().trim_end_matches('/') {
+        "" => url.set_path(path),
+        prefix => url.set_path(&format!("{prefix}{path}")),
+    }
+    url.set_query(query);
+    url
 }
 
 /// Sends a body-less request; its status.
@@ -395,15 +496,18 @@ async fn send(
     user_id: &str,
     request_id: &str,
 ) -> Option<u16> {
-    let r = exchange(shared, user, method, path, name, |b| {
-        b.header(contracts::headers::USER_ID, user_id)
-            .header(contracts::headers::REQUEST_ID, request_id)
-    })
-    .await?;
-    let status = r.status().as_u16();
-    // Read the body so the connection is reused.
-    let _ = r.bytes().await;
-    Some(status)
+    let headers = [
+        (contracts::headers::USER_ID, user_id),
+        (contracts::headers::REQUEST_ID, request_id),
+    ];
+    let call = Call {
+        method,
+        path,
+        name,
+        headers: &headers,
+        body: None,
+    };
+    exchange(shared, user, call).await.map(|(status, _)| status)
 }
 
 /// POST /v1/tickets with an Idempotency-Key; returns the status and the new ticket's id.
@@ -420,25 +524,24 @@ async fn create(
         description: "created by loadgen".into(),
     };
     let user_id = shared.users.id(u);
-    let response = exchange(
-        shared,
-        user,
-        GooseMethod::Post,
-        "/v1/tickets",
-        "create",
-        |b| {
-            b.header(contracts::headers::USER_ID, &user_id)
-                .header(contracts::headers::IDEMPOTENCY_KEY, key)
-                .header(contracts::headers::REQUEST_ID, request_id)
-                .json(&body)
-        },
-    )
-    .await;
-    let Some(r) = response else {
+    let headers = [
+        (contracts::headers::USER_ID, user_id.as_str()),
+        (contracts::headers::IDEMPOTENCY_KEY, key),
+        (contracts::headers::REQUEST_ID, request_id),
+    ];
+    let call = Call {
+        method: GooseMethod::Post,
+        path: "/v1/tickets",
+        name: "create",
+        headers: &headers,
+        body: serde_json::to_vec(&body).ok(),
+    };
+    let Some((status, body)) = exchange(shared, user, call).await else {
         return (None, None);
     };
-    let status = r.status().as_u16();
-    let id = r.json::<contracts::Ticket>().await.ok().map(|t| t.id);
+    let id = serde_json::from_slice::<contracts::Ticket>(&body)
+        .ok()
+        .map(|t| t.id);
     if let (201, Some(id), true) = (status, id, register) {
         shared.users.add(u, id);
     }
@@ -472,10 +575,45 @@ mod tests {
 
     fn shared(flags: &[&str]) -> Shared {
         let cli = crate::config::Cli::parse_from(["loadgen"].iter().chain(flags));
-        Shared::new(&cli.run, Users::new("t", 1))
+        Shared::new("http://127.0.0.1:1", &cli.run, Users::new("t", 1))
     }
 
     /// With `--metrics-addr off` nothing serves the live series, so nothing records them.
+    /// An http target is sent to through hyper's client; https, or Goose's report asked for,
+    /// through Goose's own (reqwest) client.
+    #[test]
+    fn the_client_follows_the_scheme_and_the_goose_report() {
+        let run =
+            |flags: &[&str]| crate::config::Cli::parse_from(["loadgen"].iter().chain(flags)).run;
+        let direct = |target: &str, flags: &[&str]| Direct::new(target, &run(flags)).is_some();
+        assert!(direct("http://127.0.0.1:8080", &[]));
+        assert!(!direct("https://api.example", &[]));
+        assert!(!direct("http://127.0.0.1:8080", &["--goose-report"]));
+        // The generator's runtime: one thread unless asked; none is refused.
+        assert_eq!(run(&[]).threads, 1);
+        assert_eq!(run(&["--threads", "3"]).threads, 3);
+        assert!(crate::config::Cli::try_parse_from(["loadgen", "--threads", "0"]).is_err());
+    }
+
+    #[test]
+    fn a_request_path_goes_after_the_targets_own_path() {
+        let url = |base: &str, path: &str| {
+            join(&goose_reqwest::Url::parse(base).unwrap(), path).to_string()
+        };
+        assert_eq!(
+            url("http://127.0.0.1:8080", "/v1/tickets?limit=20&status=OPEN"),
+            "http://127.0.0.1:8080/v1/tickets?limit=20&status=OPEN"
+        );
+        assert_eq!(
+            url("http://h:1/api/", "/v1/tickets/x/close"),
+            "http://h:1/api/v1/tickets/x/close"
+        );
+        assert_eq!(
+            url("http://h:1/api", "/v1/tickets"),
+            "http://h:1/api/v1/tickets"
+        );
+    }
+
     #[test]
     fn the_live_series_exist_only_when_exported() {
         assert!(shared(&["--metrics-addr", "off"]).live.is_none());

@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 
 pub use config::{Cli, Command, EXIT_BREACH, EXIT_REGRESSION, RunArgs};
 use engine::Shared;
@@ -38,8 +37,7 @@ use pipeline::Scraper;
 use plan::Users;
 use report::Report;
 
-pub async fn run_cli() -> anyhow::Result<std::process::ExitCode> {
-    let cli = Cli::parse();
+pub async fn run_cli(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Some(Command::Render { dir }) => {
             let report = Report::load(&dir)?;
@@ -96,7 +94,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<(Report, PathBuf)> {
     let workers = args.worker_count();
     let users = Users::new(&setup::user_prefix(), args.users);
     setup::seed(&target, &users, args.tickets_per_user, args.timeout).await?;
-    let shared = Arc::new(Shared::new(&args, users));
+    let shared = Arc::new(Shared::new(&target, &args, users));
     let stop_export = tokio_util::sync::CancellationToken::new();
     let export = args.metrics_addr.0.map(|addr| {
         let shared = shared.clone();

@@ -15,8 +15,11 @@ use crate::config::{Mix, Op};
 /// Tokio's timers have a 1 ms resolution: a worker sleeping until its slot wakes up to a
 /// millisecond late, and a corrected latency that starts at the slot (as it must) would carry
 /// that overshoot (issue #17.11; oha hides it by starting its clock when its ticker wakes). So
-/// the schedule is kept by one OS thread sleeping with nanosecond timer slack (typically tens
-/// of µs late), which hands each slot, when due, to the workers through a channel. A slot that
+/// the schedule is kept by a Linux timerfd, which expires with nanosecond precision and no
+/// timer slack, polled by a task on the runtime itself: the runtime thread parked on its I/O
+/// driver wakes for the slot and hands it to a waiting worker on the same thread — one wake-up
+/// per slot, where a pacing OS thread costs two (its own, then the cross-thread wake of the
+/// worker; those context switches were most of the generator's CPU per request). A slot that
 /// was due before the worker taking it came asking waited for a worker — a late start, the
 /// server's doing; the delay of a slot a worker was already waiting for is the generator's own.
 pub struct Pacer {
@@ -31,6 +34,76 @@ pub struct Pacer {
     slots: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Slot>>,
 }
 
+/// Sends slot n to the workers at `t0 + n × interval`, for every n below `total`.
+async fn release(
+    t0: Instant,
+    interval: Duration,
+    total: u64,
+    tx: tokio::sync::mpsc::UnboundedSender<Slot>,
+    released: Arc<AtomicU64>,
+) {
+    let offset = |n: u64| Duration::from_nanos((interval.as_nanos() * u128::from(n)) as u64);
+    let mut ticks: Option<Ticks> = None;
+    let mut n = 0;
+    while n < total {
+        let now = Instant::now();
+        while n < total && t0 + offset(n) <= now {
+            let slot = Slot {
+                n,
+                offset: offset(n),
+                due: t0 + offset(n),
+                free: false,
+            };
+            if tx.send(slot).is_err() {
+                return; // the run is over
+            }
+            n += 1;
+            released.store(n, Ordering::Relaxed);
+        }
+        if n < total {
+            // In phase with the schedule from the first slot still to come.
+            ticks
+                .get_or_insert_with(|| Ticks::new(t0 + offset(n), interval))
+                .next()
+                .await;
+        }
+    }
+}
+
+/// A tick at every slot's due time: a periodic timerfd when the system gives one (nanosecond
+/// expiries, no timer slack, no drift: the kernel adds the period to the last expiry), else
+/// tokio's interval (1 ms resolution; the send-delay histogram will show it).
+enum Ticks {
+    Fd(tokio_timerfd::Interval),
+    Tokio(tokio::time::Interval),
+}
+
+impl Ticks {
+    fn new(first: Instant, period: Duration) -> Self {
+        match tokio_timerfd::Interval::new(first, period) {
+            Ok(ticks) => Self::Fd(ticks),
+            Err(e) => {
+                tracing::warn!("no timerfd ({e}): slots are released on tokio's 1 ms timer");
+                Self::Tokio(tokio::time::interval_at(first.into(), period))
+            }
+        }
+    }
+
+    async fn next(&mut self) {
+        if let Self::Fd(ticks) = self {
+            match futures::StreamExt::next(ticks).await {
+                Some(Ok(())) => return,
+                Some(Err(e)) => tracing::warn!("timerfd: {e}; slots move to tokio's timer"),
+                None => {}
+            }
+            *self = Self::Tokio(tokio::time::interval(Duration::from_millis(1)));
+        }
+        if let Self::Tokio(ticks) = self {
+            ticks.tick().await;
+        }
+    }
+}
+
 /// One arrival: its number and intended start.
 #[derive(Debug, Clone, Copy)]
 pub struct Slot {
@@ -42,7 +115,8 @@ pub struct Slot {
 }
 
 impl Pacer {
-    /// `t0 + n / rps` for n in `0 .. rps × span`, released by a pacing thread from now on.
+    /// `t0 + n / rps` for n in `0 .. rps × span`, released from now on by a task on the current
+    /// runtime.
     pub fn start(t0: Instant, rps: f64, span: Duration) -> Self {
         let since_t0 = Instant::now().saturating_duration_since(t0);
         let now_us = std::time::SystemTime::now()
@@ -52,34 +126,7 @@ impl Pacer {
         let total = (rps * span.as_secs_f64()).floor() as u64;
         let (tx, slots) = tokio::sync::mpsc::unbounded_channel();
         let released = Arc::new(AtomicU64::new(0));
-        let thread_released = released.clone();
-        let spawned = std::thread::Builder::new()
-            .name("loadgen-pacer".into())
-            .spawn(move || {
-                // Wake as close to the due time as the kernel can (the default slack is 50 µs).
-                let _ = nix::sys::prctl::set_timerslack(1);
-                for n in 0..total {
-                    let offset = interval.mul_f64(n as f64);
-                    let due = t0 + offset;
-                    let wait = due.saturating_duration_since(Instant::now());
-                    if !wait.is_zero() {
-                        std::thread::sleep(wait);
-                    }
-                    let slot = Slot {
-                        n,
-                        offset,
-                        due,
-                        free: false,
-                    };
-                    if tx.send(slot).is_err() {
-                        return; // the run is over
-                    }
-                    thread_released.store(n + 1, Ordering::Relaxed);
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the pacing thread: {e}");
-        }
+        tokio::spawn(release(t0, interval, total, tx, released.clone()));
         Self {
             t0,
             t0_unix_us: now_us - since_t0.as_micros() as i64,
