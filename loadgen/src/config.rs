@@ -134,13 +134,13 @@ pub struct RunArgs {
     #[arg(long, visible_alias = "workers", env = "LOADGEN_MAX_WORKERS")]
     pub max_workers: Option<usize>,
 
-    /// Worker threads of the generator's runtime. One thread keeps every wake-up on the thread
-    /// that sends — a slot's timer, its request and its answer — so the generator pays no
-    /// cross-thread hand-offs and leaves the other cores to the server (about 20 % less CPU per
-    /// request than two threads on a 2-core box, issue #17.11). Raise it when one core cannot
-    /// keep the rate: the report says GENERATOR-LIMITED when the sends fall behind.
-    #[arg(long, env = "LOADGEN_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    pub threads: u16,
+    /// Worker threads of the generator's runtime. Default: one per 2500 rps, at most one per
+    /// core — each thread then stays under ~30 % busy, so a slot's timer rarely queues behind
+    /// another request's work, while a low rate keeps its timer, request and answer on one
+    /// thread with no cross-thread hand-offs (issue #17.11, `reports/2026-11-28-loadgen-fidelity`).
+    /// The report says GENERATOR-LIMITED when the sends fell behind anyway.
+    #[arg(long, env = "LOADGEN_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 
     /// Per-request timeout (a timeout counts as an error).
     #[arg(long, env = "LOADGEN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -258,6 +258,15 @@ impl RunArgs {
             return Err("--max-workers must be > 0".into());
         }
         Ok(())
+    }
+
+    /// The runtime's worker threads: `--threads`, or one per 2500 rps within 1..=cores.
+    pub fn runtime_threads(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.threads.map_or_else(
+            || ((self.rps / 2500.0).ceil() as usize).clamp(1, cores),
+            usize::from,
+        )
     }
 
     /// The worker cap: `--max-workers`, or one second of arrivals. A server answering in

@@ -589,9 +589,16 @@ mod tests {
         assert!(direct("http://127.0.0.1:8080", &[]));
         assert!(!direct("https://api.example", &[]));
         assert!(!direct("http://127.0.0.1:8080", &["--goose-report"]));
-        // The generator's runtime: one thread unless asked; none is refused.
-        assert_eq!(run(&[]).threads, 1);
-        assert_eq!(run(&["--threads", "3"]).threads, 3);
+        // The generator's runtime: one thread per 2500 rps up to the cores, unless asked;
+        // none is refused.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(run(&["--rps", "2000"]).runtime_threads(), 1);
+        assert_eq!(run(&["--rps", "5000"]).runtime_threads(), 2.min(cores));
+        assert_eq!(run(&["--rps", "1e6"]).runtime_threads(), cores);
+        assert_eq!(
+            run(&["--rps", "5000", "--threads", "3"]).runtime_threads(),
+            3
+        );
         assert!(crate::config::Cli::try_parse_from(["loadgen", "--threads", "0"]).is_err());
     }
 

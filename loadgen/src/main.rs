@@ -7,7 +7,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = loadgen::Cli::parse();
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(usize::from(cli.run.threads))
+        .worker_threads(cli.run.runtime_threads())
         .enable_all()
         .build()?
         .block_on(loadgen::run_cli(cli))
