@@ -165,7 +165,9 @@ fn settings(args: &RunArgs, workers: usize) -> serde_json::Value {
         "rps": args.rps, "duration_s": args.duration.as_secs_f64(), "warmup_s": args.warmup.as_secs_f64(),
         "mix": args.mix, "users": args.users, "tickets_per_user": args.tickets_per_user,
         "retry_share": args.retry_share, "seed": args.seed, "max_workers": workers,
-        "timeout_s": args.timeout.as_secs_f64(), "threads": args.runtime_threads(),
+        "timeout_s": args.timeout.as_secs_f64(),
+        // The runtime the run went on (loadgen's own: `--threads`; a library caller's: its own).
+        "threads": tokio::runtime::Handle::try_current().ok().map(|h| h.metrics().num_workers()),
         "relay_metrics": args.relay_metrics, "notifier_metrics": args.notifier_metrics,
         "audit": args.database_url.is_some(), "slos": slos,
     })

@@ -58,7 +58,7 @@ async fn slo_breach_exits_3_and_compare_flags_an_injected_regression() {
         move || {
             loadgen()
                 .args(&base)
-                .args(["--run-id", "breach", "--slo", "p50<1ms"])
+                .args(["--run-id", "breach", "--slo", "p50<1ms", "--threads", "2"])
                 .status()
                 .unwrap()
         }
@@ -83,6 +83,13 @@ async fn slo_breach_exits_3_and_compare_flags_an_injected_regression() {
     // per-second histograms (the bootstrap reads those).
     let mut report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(a.join("report.json")).unwrap()).unwrap();
+    // The runtime each run went on: one thread at 100 rps by default, two when asked.
+    let breach: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("breach/report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["config"]["threads"], 1);
+    assert_eq!(breach["config"]["threads"], 2);
     for key in ["p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"] {
         let v = report["corrected"][key].as_f64().unwrap();
         report["corrected"][key] = serde_json::json!(v * 3.0);
