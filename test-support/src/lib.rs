@@ -4,6 +4,7 @@
 //! processes spawned in the test on port 0, and a client of the API's event stream.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod lifetime;
 pub mod pipeline;
 pub mod proxy;
 pub mod sse;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -15,6 +16,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
+
+use crate::lifetime::{self, Owned};
 
 /// The schema every service shares (`migrations/`), as the API applies it.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -47,12 +50,15 @@ pub struct World {
     pub brokers: String,
     pub topic: String,
     pub dlq: String,
+    /// Removes the database and topics when the last clone goes (`lifetime`).
+    _owned: Arc<Owned>,
 }
 
 impl World {
     pub async fn new(partitions: i32) -> Option<World> {
         let (base, brokers) = stack()?;
-        let name = format!("t_{}", Uuid::new_v4().simple());
+        lifetime::sweep_once(&base, &brokers).await;
+        let (name, topic) = lifetime::fresh_names();
         let admin = PgPool::connect(&base)
             .await
             .expect("stack Postgres answers");
@@ -61,15 +67,21 @@ impl World {
             .await
             .expect("create test database");
         admin.close().await;
-        let db_url = with_database(&base, &name);
+        let dlq = format!("{topic}.dlq");
+        // Owned from here on: a test that fails while the world is made still removes it.
+        let owned = Arc::new(Owned {
+            base_url: base,
+            brokers: brokers.clone(),
+            database: name,
+            topics: vec![topic.clone(), dlq.clone()],
+        });
+        let db_url = with_database(&owned.base_url, &owned.database);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .connect(&db_url)
             .await
             .unwrap();
         MIGRATOR.run(&pool).await.expect("migrations apply");
-        let topic = format!("test.events.{}", Uuid::new_v4().simple());
-        let dlq = format!("{topic}.dlq");
         create_topic(&brokers, &topic, partitions).await;
         create_topic(&brokers, &dlq, 1).await;
         Some(World {
@@ -78,6 +90,7 @@ impl World {
             brokers,
             topic,
             dlq,
+            _owned: owned,
         })
     }
 
