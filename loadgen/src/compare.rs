@@ -134,6 +134,9 @@ const SAME_LOAD: &[&str] = &[
     "timeout_s",
 ];
 
+/// The generator settings two runs must share when both reports record them.
+const SAME_GENERATOR: &[&str] = &["threads"];
+
 /// How the two runs' load differed, one line per setting (empty: the same load).
 pub fn config_mismatches(a: &Report, b: &Report) -> Vec<String> {
     let mut out: Vec<String> = SAME_LOAD
@@ -148,6 +151,15 @@ pub fn config_mismatches(a: &Report, b: &Report) -> Vec<String> {
             })
         })
         .collect();
+    // The generator's own settings: a run with more runtime threads sends with less delay and
+    // costs the box more CPU. Reports from before they were recorded are taken as they are.
+    for key in SAME_GENERATOR {
+        if let (Some(va), Some(vb)) = (a.config.get(*key), b.config.get(*key))
+            && va != vb
+        {
+            out.push(format!("{key}: A {va} vs B {vb}"));
+        }
+    }
     if a.embedded != b.embedded {
         out.push(format!("embedded: A {} vs B {}", a.embedded, b.embedded));
     }
@@ -602,6 +614,19 @@ mod tests {
         let diff = config_mismatches(&a, &b);
         assert_eq!(diff.len(), 2, "{diff:?}");
         assert!(diff[0].starts_with("rps: A 1000.0 vs B 5000.0"), "{diff:?}");
+    }
+
+    /// The generator's threads count when both runs record them, and a report from before
+    /// they were recorded still compares.
+    #[test]
+    fn different_generator_threads_are_reported() {
+        let mut a = run(10.0, 1000.0, 1).report;
+        a.config = serde_json::json!({"rps": 1000.0, "threads": 1});
+        let mut b = a.clone();
+        b.config["threads"] = serde_json::json!(2);
+        assert_eq!(config_mismatches(&a, &b), ["threads: A 1 vs B 2"]);
+        b.config.as_object_mut().unwrap().remove("threads");
+        assert!(config_mismatches(&a, &b).is_empty());
     }
 
     /// Issue #17.10: 0 → 0.09 % errors over 150k requests is a regression, not "same"; a rerun

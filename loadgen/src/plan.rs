@@ -47,11 +47,16 @@ async fn release(
     let mut n = 0;
     while n < total {
         let now = Instant::now();
-        while n < total && t0 + offset(n) <= now {
+        while n < total {
+            let at = offset(n);
+            let due = t0 + at;
+            if due > now {
+                break;
+            }
             let slot = Slot {
                 n,
-                offset: offset(n),
-                due: t0 + offset(n),
+                offset: at,
+                due,
                 free: false,
             };
             if tx.send(slot).is_err() {

@@ -18,7 +18,11 @@ fn topics(brokers: &str) -> Vec<String> {
     let metadata = client
         .fetch_metadata(None, Duration::from_secs(10))
         .unwrap();
-    metadata.topics().iter().map(|t| t.name().to_owned()).collect()
+    metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -31,15 +35,19 @@ async fn a_dropped_world_takes_its_database_and_topics_with_it() {
     let (topic, dlq) = (world.topic.clone(), world.dlq.clone());
     let admin = PgPool::connect(&base).await.unwrap();
     let exists = |admin: PgPool, name: String| async move {
-        sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(name)
-            .fetch_one(&admin)
-            .await
-            .unwrap()
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+        )
+        .bind(name)
+        .fetch_one(&admin)
+        .await
+        .unwrap()
     };
     assert!(exists(admin.clone(), database.clone()).await);
     let b = brokers.clone();
-    let before = tokio::task::spawn_blocking(move || topics(&b)).await.unwrap();
+    let before = tokio::task::spawn_blocking(move || topics(&b))
+        .await
+        .unwrap();
     assert!(before.contains(&topic) && before.contains(&dlq));
 
     let clone = world.clone();
@@ -52,14 +60,18 @@ async fn a_dropped_world_takes_its_database_and_topics_with_it() {
 
     assert!(!exists(admin, database.clone()).await, "{database} dropped");
     // Deletion reaches every broker's metadata a moment after the controller accepts it.
-    eventually(Duration::from_secs(15), "the topic and its DLQ deleted", || {
-        let (brokers, topic, dlq) = (brokers.clone(), topic.clone(), dlq.clone());
-        async move {
-            let after = tokio::task::spawn_blocking(move || topics(&brokers))
-                .await
-                .unwrap();
-            !after.contains(&topic) && !after.contains(&dlq)
-        }
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the topic and its DLQ deleted",
+        || {
+            let (brokers, topic, dlq) = (brokers.clone(), topic.clone(), dlq.clone());
+            async move {
+                let after = tokio::task::spawn_blocking(move || topics(&brokers))
+                    .await
+                    .unwrap();
+                !after.contains(&topic) && !after.contains(&dlq)
+            }
+        },
+    )
     .await;
 }
