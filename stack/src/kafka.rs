@@ -479,8 +479,8 @@ transaction.state.log.min.isr={isr}
 share.coordinator.state.topic.replication.factor={rf}
 share.coordinator.state.topic.min.isr={isr}
 # Group offsets in 6 partitions, not 50: every follower fetch and every delayed-fetch check walks
-# all the partitions a node follows or leads, and with RF 3 the 50 default ones were most of them
-# (this cluster holds a handful of groups; coordinators still spread over the nodes).
+# all the partitions a node follows or leads, and with RF 3 the 50 default ones were most of a
+# clean cluster's (it holds a handful of groups; coordinators still spread over the nodes).
 offsets.topic.num.partitions=6
 # A consumer group starts consuming at once instead of waiting 3 s for more members.
 group.initial.rebalance.delay.ms=0

@@ -10,6 +10,7 @@ pub mod proxy;
 pub mod sse;
 pub mod system;
 
+pub use lifetime::topic_names;
 pub use pipeline::{Read, World, create_topic, eventually, read_topic, scrape, stack};
 pub use proxy::{FaultProxy, url_addr};
 pub use system::{Spawned, System, spawn_api, spawn_notifier, spawn_relay};

@@ -5,24 +5,11 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use sqlx::PgPool;
-use test_support::{World, eventually, stack};
+use test_support::{World, eventually, stack, topic_names};
 
 fn topics(brokers: &str) -> Vec<String> {
-    let client: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let metadata = client
-        .fetch_metadata(None, Duration::from_secs(10))
-        .unwrap();
-    metadata
-        .topics()
-        .iter()
-        .map(|t| t.name().to_owned())
-        .collect()
+    topic_names(brokers).expect("the cluster's metadata")
 }
 
 #[tokio::test]
