@@ -12,12 +12,7 @@ fn loadgen() -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slo_breach_exits_3_and_compare_flags_an_injected_regression() {
-    let addr = common::start(common::Stall {
-        stall_after: 0,
-        stall_for: Duration::ZERO,
-        delay: Duration::from_millis(5),
-    })
-    .await;
+    let addr = common::start_delayed(Duration::from_millis(5)).await;
     let out = tempfile::tempdir().unwrap();
     let base = [
         "--target".to_string(),
@@ -162,13 +157,7 @@ fn write_scaled_hlog(from: &std::path::Path, to: &std::path::Path, factor: u64) 
 /// (exit 4), two servers of one build are not (exit 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_repeat_runs_both_targets_alternately_and_judges_the_spread() {
-    let stub = |ms: u64| {
-        common::start(common::Stall {
-            stall_after: 0,
-            stall_for: Duration::ZERO,
-            delay: Duration::from_millis(ms),
-        })
-    };
+    let stub = |ms: u64| common::start_delayed(Duration::from_millis(ms));
     let (fast, fast_too, slow) = (stub(10).await, stub(10).await, stub(20).await);
     let out = tempfile::tempdir().unwrap();
     let repeat = |a: std::net::SocketAddr, b: std::net::SocketAddr| {
@@ -176,14 +165,7 @@ async fn compare_repeat_runs_both_targets_alternately_and_judges_the_spread() {
         tokio::task::spawn_blocking(move || {
             loadgen()
                 .args(["--rps", "100", "--duration", "2s", "--warmup", "500ms"])
-                .args([
-                    "--mix",
-                    "get=100",
-                    "--users",
-                    "5",
-                    "--tickets-per-user",
-                    "2",
-                ])
+                .args(common::SMALL_GETS)
                 .args(["--relay-metrics", "http://127.0.0.1:1/metrics"])
                 .args(["--notifier-metrics", "http://127.0.0.1:1/metrics"])
                 .arg("--out")

@@ -13,29 +13,17 @@ use std::time::Duration;
 /// seconds of latency for a server that never took more than 200 ms).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_follows_the_arrivals_without_a_pool_guess() {
-    let addr = common::start(common::Stall {
-        stall_after: 0,
-        stall_for: Duration::ZERO,
-        delay: Duration::from_millis(200),
-    })
-    .await;
+    let addr = common::start_delayed(Duration::from_millis(200)).await;
     let out = tempfile::tempdir().unwrap();
     let args = common::run_args(
         addr,
         out.path(),
         "elastic",
         &[
-            "--rps",
-            "200",
-            "--duration",
-            "3s",
-            "--mix",
-            "get=100",
-            "--users",
-            "5",
-            "--tickets-per-user",
-            "2",
-        ],
+            &["--rps", "200", "--duration", "3s"][..],
+            &common::SMALL_GETS,
+        ]
+        .concat(),
     );
     let (report, dir) = loadgen::run(args).await.unwrap();
     assert_eq!(report.errors, 0);

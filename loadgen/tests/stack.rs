@@ -14,6 +14,34 @@ async fn start_api_and_relay(world: &stack::World) -> (std::net::SocketAddr, std
     (api.addr, relay.addr)
 }
 
+/// loadgen against the API at `api` with the world's database for the audit, the pipeline's
+/// metrics at `relay` and `notifier`, quiet, the report under `out`; `flags` come on top.
+fn loadgen_run(
+    world: &stack::World,
+    api: std::net::SocketAddr,
+    (relay, notifier): (&str, &str),
+    out: &std::path::Path,
+    flags: &[&str],
+) -> loadgen::config::RunArgs {
+    let target = format!("http://{api}");
+    let (relay, notifier) = (format!("{relay}/metrics"), format!("{notifier}/metrics"));
+    let base = [
+        "loadgen",
+        "--target",
+        &target,
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--relay-metrics",
+        &relay,
+        "--notifier-metrics",
+        &notifier,
+        "--database-url",
+        &world.db_url,
+    ];
+    loadgen::Cli::parse_from(base.iter().chain(flags)).run
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
     let Some(world) = stack::World::new(3).await else {
@@ -25,41 +53,38 @@ async fn a_full_pipeline_run_passes_the_audit_and_a_lost_event_fails_it() {
         .addr;
 
     let out = tempfile::tempdir().unwrap();
-    let cli = loadgen::Cli::parse_from([
-        "loadgen",
-        "--target",
-        &format!("http://{api_addr}"),
-        "--rps",
-        "100",
-        "--duration",
-        "3s",
-        "--warmup",
-        "1s",
-        "--users",
-        "10",
-        "--sse-users",
-        "10",
-        "--tickets-per-user",
-        "2",
-        "--quiet",
-        "--run-id",
-        "stack",
-        "--out",
-        out.path().to_str().unwrap(),
-        "--relay-metrics",
-        &format!("http://{relay_addr}/metrics"),
-        "--notifier-metrics",
-        &format!("http://{notifier_addr}/metrics"),
-        "--database-url",
-        &world.db_url,
-        "--audit-timeout",
-        "60s",
-        "--slo",
-        "errors<1%",
-        "--slo",
-        "lost_events<1",
-    ]);
-    let (report, _) = loadgen::run(cli.run).await.unwrap();
+    let args = loadgen_run(
+        &world,
+        api_addr,
+        (
+            &format!("http://{relay_addr}"),
+            &format!("http://{notifier_addr}"),
+        ),
+        out.path(),
+        &[
+            "--rps",
+            "100",
+            "--duration",
+            "3s",
+            "--warmup",
+            "1s",
+            "--users",
+            "10",
+            "--sse-users",
+            "10",
+            "--tickets-per-user",
+            "2",
+            "--run-id",
+            "stack",
+            "--audit-timeout",
+            "60s",
+            "--slo",
+            "errors<1%",
+            "--slo",
+            "lost_events<1",
+        ],
+    );
+    let (report, _) = loadgen::run(args).await.unwrap();
     let audit = report.audit.clone().unwrap();
     assert!(report.passed, "{}", report.markdown());
     assert_eq!(
@@ -182,35 +207,29 @@ async fn a_run_whose_events_are_not_confirmed_fails() {
     let (api_addr, relay_addr) = start_api_and_relay(&world).await;
     // No notifier at all, and nothing listening where its metrics would be.
     let out = tempfile::tempdir().unwrap();
-    let cli = loadgen::Cli::parse_from([
-        "loadgen",
-        "--target",
-        &format!("http://{api_addr}"),
-        "--rps",
-        "50",
-        "--duration",
-        "2s",
-        "--warmup",
-        "1s",
-        "--users",
-        "5",
-        "--tickets-per-user",
-        "1",
-        "--quiet",
-        "--run-id",
-        "unconfirmed",
-        "--out",
-        out.path().to_str().unwrap(),
-        "--relay-metrics",
-        &format!("http://{relay_addr}/metrics"),
-        "--notifier-metrics",
-        "http://127.0.0.1:9/metrics",
-        "--database-url",
-        &world.db_url,
-        "--audit-timeout",
-        "3s",
-    ]);
-    let (report, _) = loadgen::run(cli.run).await.unwrap();
+    let args = loadgen_run(
+        &world,
+        api_addr,
+        (&format!("http://{relay_addr}"), "http://127.0.0.1:9"),
+        out.path(),
+        &[
+            "--rps",
+            "50",
+            "--duration",
+            "2s",
+            "--warmup",
+            "1s",
+            "--users",
+            "5",
+            "--tickets-per-user",
+            "1",
+            "--run-id",
+            "unconfirmed",
+            "--audit-timeout",
+            "3s",
+        ],
+    );
+    let (report, _) = loadgen::run(args).await.unwrap();
     let audit = report.audit.clone().unwrap();
     assert_eq!(audit.lost, 0, "nothing is proven lost: {audit:?}");
     assert!(audit.unconfirmed > 0, "{audit:?}");

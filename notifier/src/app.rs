@@ -14,7 +14,6 @@ use crate::metrics::Metrics;
 
 pub struct App {
     notifier: Arc<Notifier>,
-    metrics: Arc<Metrics>,
     listener: TcpListener,
     addr: SocketAddr,
     stop: CancellationToken,
@@ -22,9 +21,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        config
-            .validate()
-            .map_err(|m| anyhow::anyhow!("invalid configuration: {m}"))?;
+        ops::config::valid(config.validate())?;
         tracing::info!(
             database = %ops::redact_url(&config.database_url),
             brokers = %config.kafka_brokers,
@@ -39,7 +36,7 @@ impl App {
             consumer: consumer::consumer(&config, metrics.clone())?,
             dlq: consumer::dlq_producer(&config)?,
             pool,
-            metrics: metrics.clone(),
+            metrics,
             dlq_topic: config.dlq_topic.clone(),
             backoff: config.backoff(),
             batch_size: config.batch_size,
@@ -57,7 +54,6 @@ impl App {
             retry_delays = ?config.retry_delays(5), "notifier configured");
         Ok(App {
             notifier,
-            metrics,
             listener,
             addr,
             stop: CancellationToken::new(),
@@ -67,10 +63,6 @@ impl App {
     /// Address of `/metrics`, `/healthz`, `/readyz`.
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {

@@ -96,19 +96,10 @@ pub struct Config {
 impl Config {
     /// Defaults for tests: private topics and group, port 0, millisecond retries.
     pub fn for_tests(database_url: &str, brokers: &str, topic: &str, dlq: &str) -> Self {
-        let mut c = Config::parse_from([
-            "notifier",
-            "--database-url",
-            database_url,
-            "--kafka-brokers",
-            brokers,
-            "--topic",
-            topic,
-            "--dlq-topic",
-            dlq,
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ]);
+        let mut c = Config::parse_from(["notifier", "--database-url", database_url]);
+        c.kafka_brokers = brokers.to_owned();
+        (c.topic, c.dlq_topic) = (topic.to_owned(), dlq.to_owned());
+        c.metrics_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         c.group_id = format!("{topic}-notifier");
         c.retry_base = Duration::from_millis(20);
         c.retry_max = Duration::from_millis(200);
@@ -178,9 +169,11 @@ mod tests {
     use super::*;
 
     fn parse(extra: &[&str]) -> Config {
-        let mut args = vec!["notifier", "--database-url", "postgres://x/y"];
-        args.extend_from_slice(extra);
-        Config::parse_from(args)
+        Config::parse_from(
+            ["notifier", "--database-url", "postgres://x/y"]
+                .iter()
+                .chain(extra),
+        )
     }
 
     #[test]

@@ -6,21 +6,12 @@ use std::process::Command;
 const SECRET: &str = "pw-not-for-the-terminal";
 
 fn run(args: &[&str], kafka_options: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_notifier"))
-        .args(args)
-        .env_clear()
-        .env(
-            "DATABASE_URL",
-            format!("postgres://app:{SECRET}@127.0.0.1:1/db"),
-        )
-        .env("NOTIFIER_KAFKA_OPTIONS", kafka_options)
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let mut notifier = Command::new(env!("CARGO_BIN_EXE_notifier"));
+    notifier.args(args).env_clear();
+    let db = format!("postgres://app:{SECRET}@127.0.0.1:1/db");
+    notifier.env("DATABASE_URL", db);
+    notifier.env("NOTIFIER_KAFKA_OPTIONS", kafka_options);
+    test_support::output_text(&mut notifier).0
 }
 
 #[test]

@@ -115,7 +115,7 @@ async fn killing_a_partition_leader_mid_stream_loses_nothing_and_duplicates_noth
         "replication factor 3: {layout:?}"
     );
 
-    let config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let config = world.relay_config();
 
     let relay = relay::App::build(config).await.unwrap();
     let (relay_addr, relay_stop) = (relay.addr(), relay.shutdown_token());
@@ -193,7 +193,7 @@ async fn with_two_nodes_down_writes_are_refused_and_rows_stay_pending_until_they
     let Some(world) = World::new(3).await else {
         return;
     };
-    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let mut config = world.relay_config();
     config.delivery_timeout = Duration::from_secs(5);
     let relay = relay::App::build(config).await.unwrap();
     let (relay_addr, relay_stop) = (relay.addr(), relay.shutdown_token());

@@ -63,7 +63,7 @@ async fn a_relay_crash_between_publish_and_mark_gives_two_messages_and_one_notif
         return;
     };
     let ids = world.insert_events(20).await;
-    let mut relay_config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let mut relay_config = world.relay_config();
 
     // Relay A publishes, then "dies" before marking.
     let a = relay::App::build(relay_config.clone())
@@ -375,7 +375,7 @@ async fn end_to_end_relay_to_notification_with_lag_metrics() {
         return;
     };
     let ids = world.insert_events(500).await;
-    let relay_config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let relay_config = world.relay_config();
     let r = relay::App::build(relay_config).await.unwrap();
     let (raddr, rstop) = (r.addr(), r.shutdown_token());
     let rh = tokio::spawn(r.run_until_stopped());

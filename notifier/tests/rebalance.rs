@@ -54,7 +54,7 @@ async fn a_killed_notifier_is_replaced_within_the_session_timeout_and_nothing_is
     let group = format!("{}-group", world.topic);
 
     // The relay publishes while events keep arriving: 12 × 500 events, one batch every 500 ms.
-    let config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let config = world.relay_config();
     let relay = relay::App::build(config).await.unwrap();
     let relay_stop = relay.shutdown_token();
     let relay_task = tokio::spawn(relay.run_until_stopped());

@@ -31,6 +31,12 @@ impl clap::builder::TypedValueParser for KvParser {
     }
 }
 
+/// A configuration's `validate()` result as the error a process exits with: "invalid
+/// configuration: <what is wrong, naming the variable>".
+pub fn valid(checked: Result<(), String>) -> anyhow::Result<()> {
+    checked.map_err(|m| anyhow::anyhow!("invalid configuration: {m}"))
+}
+
 /// `key=value` → (key, value).
 pub fn parse_kv(s: &str) -> Result<(String, String), String> {
     let (k, v) = s

@@ -18,7 +18,6 @@ use crate::worker::{Relay, Settings};
 
 pub struct App {
     relay: Arc<Relay>,
-    metrics: Arc<Metrics>,
     listener: TcpListener,
     addr: SocketAddr,
     listen: bool,
@@ -27,9 +26,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        config
-            .validate()
-            .map_err(|m| anyhow::anyhow!("invalid configuration: {m}"))?;
+        ops::config::valid(config.validate())?;
         tracing::info!(
             database = %ops::redact_url(config.database_url()),
             brokers = %config.kafka_brokers,
@@ -72,20 +69,13 @@ impl App {
             stuck_after: config.stuck_after,
         };
         let listen = settings.listen;
-        let relay = Arc::new(Relay::new(
-            pool,
-            publisher,
-            metrics.clone(),
-            settings,
-            liveness,
-        ));
+        let relay = Arc::new(Relay::new(pool, publisher, metrics, settings, liveness));
         let listener = TcpListener::bind(config.metrics_addr)
             .await
             .with_context(|| format!("binding the metrics address {}", config.metrics_addr))?;
         let addr = listener.local_addr()?;
         Ok(App {
             relay,
-            metrics,
             listener,
             addr,
             listen,
@@ -100,10 +90,6 @@ impl App {
 
     pub fn relay(&self) -> Arc<Relay> {
         self.relay.clone()
-    }
-
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {

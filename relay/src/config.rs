@@ -148,17 +148,10 @@ pub struct Config {
 impl Config {
     /// Defaults for tests: a private topic, port 0, fast retries and maintenance.
     pub fn for_tests(database_url: &str, brokers: &str, topic: &str) -> Self {
-        let mut config = Config::parse_from([
-            "relay",
-            "--database-url",
-            database_url,
-            "--kafka-brokers",
-            brokers,
-            "--topic",
-            topic,
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ]);
+        let mut config = Config::parse_from(["relay", "--database-url", database_url]);
+        config.kafka_brokers = brokers.to_owned();
+        config.topic = topic.to_owned();
+        config.metrics_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.retry_base = Duration::from_millis(20);
         config.retry_max = Duration::from_millis(200);
         config.poll_interval = Duration::from_millis(50);
@@ -279,9 +272,11 @@ mod tests {
     }
 
     fn parse(extra: &[&str]) -> Config {
-        let mut args = vec!["relay", "--database-url", "postgres://x/y"];
-        args.extend_from_slice(extra);
-        Config::parse_from(args)
+        Config::parse_from(
+            ["relay", "--database-url", "postgres://x/y"]
+                .iter()
+                .chain(extra),
+        )
     }
 
     #[test]

@@ -7,22 +7,13 @@ const DB_SECRET: &str = "pw-in-the-database-url";
 const KAFKA_SECRET: &str = "pw-in-the-kafka-options";
 
 fn run(bin: &str, args: &[&str], kafka_options_var: &str, kafka_options: &str) -> String {
-    let out = Command::new(bin)
-        .args(args)
-        .env_clear()
-        .env(
-            "DATABASE_URL",
-            format!("postgres://app:{DB_SECRET}@127.0.0.1:1/db"),
-        )
-        .env("REDIS_URL", format!("redis://:{DB_SECRET}@127.0.0.1:1/"))
-        .env(kafka_options_var, kafka_options)
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let mut command = Command::new(bin);
+    command.args(args).env_clear();
+    let db = format!("postgres://app:{DB_SECRET}@127.0.0.1:1/db");
+    command.env("DATABASE_URL", db);
+    command.env("REDIS_URL", format!("redis://:{DB_SECRET}@127.0.0.1:1/"));
+    command.env(kafka_options_var, kafka_options);
+    test_support::output_text(&mut command).0
 }
 
 fn assert_no_secret(what: &str, text: &str) {

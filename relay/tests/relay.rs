@@ -8,31 +8,37 @@ use common::{World, eventually, scrape};
 use contracts::EventEnvelope;
 use relay::{App, Outcome};
 use test_support::pipeline as common;
-use test_support::{FaultProxy, url_addr};
+use test_support::{FaultProxy, run_relay, spawn_relay, url_addr};
 use uuid::Uuid;
 
 const LONG: Duration = Duration::from_secs(120);
-
-async fn start(
-    config: relay::Config,
-) -> (
-    std::net::SocketAddr,
-    tokio_util::sync::CancellationToken,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let app = App::build(config).await.expect("relay builds");
-    let (addr, stop) = (app.addr(), app.shutdown_token());
-    (addr, stop, tokio::spawn(app.run_until_stopped()))
-}
 
 /// A relay config whose Postgres is reached through a fault proxy, polling only (a LISTEN
 /// connection would hide nothing the tests look at).
 async fn behind_a_proxy(world: &World) -> (FaultProxy, relay::Config) {
     let proxy = FaultProxy::start(url_addr(&world.db_url)).await;
-    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let mut config = world.relay_config();
     config.database_url = Some(proxy.rewrite_url(&world.db_url));
     config.no_listen = true;
     (proxy, config)
+}
+
+/// A world of `partitions` partitions holding `events` pending outbox rows, and a relay's
+/// config for it; `None` when the stack is not running (the test skips).
+async fn world_with(partitions: i32, events: usize) -> Option<(World, Vec<Uuid>, relay::Config)> {
+    let world = World::new(partitions).await?;
+    let ids = world.insert_events(events).await;
+    let config = world.relay_config();
+    Some((world, ids, config))
+}
+
+/// A batch of `n` claimed rows, every one published.
+fn all_published(n: usize) -> Outcome {
+    Outcome::Relayed {
+        claimed: n,
+        published: n,
+        failed: 0,
+    }
 }
 
 /// Event ids found in the topic, with how often each was published.
@@ -51,24 +57,11 @@ async fn relay_once_publishes_the_envelope_and_marks_rows_sent() {
         return;
     };
     let ids = world.insert_events(3).await;
-    let app = App::build(relay::Config::for_tests(
-        &world.db_url,
-        &world.brokers,
-        &world.topic,
-    ))
-    .await
-    .unwrap();
+    let app = App::build(world.relay_config()).await.unwrap();
     let relay = app.relay();
 
     let outcome = relay.relay_once().await.unwrap();
-    assert_eq!(
-        outcome,
-        Outcome::Relayed {
-            claimed: 3,
-            published: 3,
-            failed: 0
-        }
-    );
+    assert_eq!(outcome, all_published(3));
     assert_eq!(relay.relay_once().await.unwrap(), Outcome::Idle);
     assert_eq!(world.status_counts().await.get("sent"), Some(&3));
     let unmarked = world
@@ -101,20 +94,19 @@ async fn three_relays_publish_10k_events_each_exactly_once_while_alive() {
     let ids = world.insert_events(10_000).await;
     let mut relays = Vec::new();
     for n in 0..3 {
-        let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+        let mut config = world.relay_config();
         config.relay_id = Some(format!("relay-{n}"));
         config.batch_size = 200;
-        relays.push(start(config).await);
+        relays.push(spawn_relay(config).await);
     }
     eventually(LONG, "all 10k rows sent", || async {
         world.status_counts().await.get("sent") == Some(&10_000)
     })
     .await;
     let mut per_relay = Vec::new();
-    for (addr, stop, handle) in relays {
-        per_relay.push(scrape(addr, "relay_published_total").await);
-        stop.cancel();
-        handle.await.unwrap().unwrap();
+    for relay in relays {
+        per_relay.push(scrape(relay.addr, "relay_published_total").await);
+        relay.finish().await;
     }
     let seen = published(&world);
     let missing = ids.iter().filter(|id| !seen.contains_key(id)).count();
@@ -136,14 +128,13 @@ async fn three_relays_publish_10k_events_each_exactly_once_while_alive() {
 
 #[tokio::test]
 async fn chaos_failures_are_retried_until_everything_is_delivered() {
-    let Some(world) = World::new(3).await else {
+    let Some((world, ids, mut config)) = world_with(3, 2_000).await else {
         return;
     };
-    let ids = world.insert_events(2_000).await;
-    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     config.chaos_failure_rate = 0.2;
     config.batch_size = 100;
-    let (addr, stop, handle) = start(config).await;
+    let running = spawn_relay(config).await;
+    let addr = running.addr;
     eventually(
         LONG,
         "all rows sent despite 20% injected failures",
@@ -151,8 +142,7 @@ async fn chaos_failures_are_retried_until_everything_is_delivered() {
     )
     .await;
     let chaos = scrape(addr, "relay_chaos_failures_total").await;
-    stop.cancel();
-    handle.await.unwrap().unwrap();
+    running.finish().await;
     // 2000 first tries at 20% alone fail ~400 times; far fewer means chaos was not applied.
     assert!(chaos > 200.0, "chaos failures injected: {chaos}");
     let retried = world
@@ -201,19 +191,18 @@ async fn per_ticket_order_holds_under_chaos_with_three_relays() {
     }
     let mut relays = Vec::new();
     for n in 0..3 {
-        let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+        let mut config = world.relay_config();
         config.relay_id = Some(format!("relay-{n}"));
         config.chaos_failure_rate = 0.2;
         config.batch_size = 100;
-        relays.push(start(config).await);
+        relays.push(spawn_relay(config).await);
     }
     eventually(LONG, "all 1600 rows sent", || async {
         world.status_counts().await.get("sent") == Some(&1_600)
     })
     .await;
-    for (_, stop, handle) in relays {
-        stop.cancel();
-        handle.await.unwrap().unwrap();
+    for relay in relays {
+        relay.finish().await;
     }
     let mut messages = world.read_topic(&world.topic, Duration::from_secs(60));
     messages.sort_by_key(|m| (m.partition, m.offset));
@@ -250,7 +239,8 @@ async fn a_database_gone_silent_fails_fast_and_the_relay_recovers() {
     };
     let (proxy, mut config) = behind_a_proxy(&world).await;
     config.db_statement_timeout = Duration::from_secs(1); // the relay gives up after 6 s
-    let (addr, stop, handle) = start(config).await;
+    let running = spawn_relay(config).await;
+    let addr = running.addr;
     world.insert_events(10).await;
     eventually(LONG, "the first 10 sent", || async {
         world.status_counts().await.get("sent") == Some(&10)
@@ -284,8 +274,7 @@ async fn a_database_gone_silent_fails_fast_and_the_relay_recovers() {
         world.status_counts().await.get("sent") == Some(&20)
     })
     .await;
-    stop.cancel();
-    handle.await.unwrap().unwrap();
+    running.finish().await;
 }
 
 /// A Postgres restart between a batch's publish and its mark: the rows are in Kafka and still
@@ -333,7 +322,7 @@ async fn a_failed_publish_goes_back_to_pending_with_backoff() {
         return;
     };
     world.insert_events(5).await;
-    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let mut config = world.relay_config();
     config.chaos_failure_rate = 1.0;
     config.retry_base = Duration::from_secs(30);
     config.retry_max = Duration::from_secs(60);
@@ -372,11 +361,9 @@ async fn a_failed_publish_goes_back_to_pending_with_backoff() {
 
 #[tokio::test]
 async fn reaper_returns_claims_of_a_dead_relay_and_they_are_published() {
-    let Some(world) = World::new(1).await else {
+    let Some((world, ids, mut config)) = world_with(1, 4).await else {
         return;
     };
-    let ids = world.insert_events(4).await;
-    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     // The claim timeout alone, as behind a transaction-mode pooler (the liveness lock's fast
     // path is the next test).
     config.liveness_lock = false;
@@ -404,14 +391,7 @@ async fn reaper_returns_claims_of_a_dead_relay_and_they_are_published() {
         "expired claims reaped"
     );
     let outcome = survivor.relay_once().await.unwrap();
-    assert_eq!(
-        outcome,
-        Outcome::Relayed {
-            claimed: 4,
-            published: 4,
-            failed: 0
-        }
-    );
+    assert_eq!(outcome, all_published(4));
     let seen = published(&world);
     assert!(ids.iter().all(|id| seen.get(id) == Some(&1)));
     let errors = world
@@ -422,11 +402,9 @@ async fn reaper_returns_claims_of_a_dead_relay_and_they_are_published() {
 
 #[tokio::test]
 async fn a_surviving_relay_takes_over_a_dead_relays_claims_within_a_second_not_a_live_ones() {
-    let Some(world) = World::new(1).await else {
+    let Some((world, ids, config)) = world_with(1, 3).await else {
         return;
     };
-    let ids = world.insert_events(3).await;
-    let config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     assert!(config.liveness_lock, "on by default");
     assert!(config.claim_timeout >= Duration::from_secs(60));
     let named = |name: &str| {
@@ -464,11 +442,7 @@ async fn a_surviving_relay_takes_over_a_dead_relays_claims_within_a_second_not_a
     let outcome = survivor.relay_once().await.unwrap();
     assert_eq!(
         outcome,
-        Outcome::Relayed {
-            claimed: 3,
-            published: 3,
-            failed: 0
-        },
+        all_published(3),
         "relay-a's three, a minute before the claim timeout"
     );
     let seen = published(&world);
@@ -494,11 +468,9 @@ async fn a_surviving_relay_takes_over_a_dead_relays_claims_within_a_second_not_a
 
 #[tokio::test]
 async fn a_named_relay_restarted_after_a_crash_publishes_its_old_claims_at_once() {
-    let Some(world) = World::new(1).await else {
+    let Some((world, ids, mut config)) = world_with(1, 3).await else {
         return;
     };
-    let ids = world.insert_events(3).await;
-    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
     config.relay_id = Some("relay-2".into());
     let crashed = App::build(config.clone()).await.unwrap().relay();
     assert_eq!(crashed.claim().await.unwrap().len(), 3);
@@ -515,11 +487,7 @@ async fn a_named_relay_restarted_after_a_crash_publishes_its_old_claims_at_once(
     let outcome = restarted.relay_once().await.unwrap();
     assert_eq!(
         outcome,
-        Outcome::Relayed {
-            claimed: 3,
-            published: 3,
-            failed: 0
-        },
+        all_published(3),
         "its own three, long before the claim timeout ({:?})",
         relay::Config::for_tests("", "", "").claim_timeout
     );
@@ -536,9 +504,10 @@ async fn an_idle_relay_is_woken_by_notify_long_before_its_poll() {
     let Some(world) = World::new(1).await else {
         return;
     };
-    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let mut config = world.relay_config();
     config.poll_interval = Duration::from_secs(30);
-    let (addr, stop, handle) = start(config).await;
+    let running = spawn_relay(config).await;
+    let addr = running.addr;
     // Let the relay reach its idle wait (the first step finds nothing).
     eventually(Duration::from_secs(10), "relay listening", || async {
         world
@@ -556,8 +525,7 @@ async fn an_idle_relay_is_woken_by_notify_long_before_its_poll() {
     )
     .await;
     assert!(scrape(addr, "relay_wakeups_total{cause=\"notify\"}").await >= 1.0);
-    stop.cancel();
-    handle.await.unwrap().unwrap();
+    running.finish().await;
 }
 
 #[tokio::test]
@@ -580,7 +548,7 @@ async fn retention_deletes_only_old_sent_rows() {
     .execute(&world.pool)
     .await
     .unwrap();
-    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let mut config = world.relay_config();
     config.retention = Duration::from_secs(3600);
     config.retention_batch = 4;
     let app = App::build(config).await.unwrap();
@@ -602,7 +570,7 @@ async fn metrics_and_readiness_report_the_backlog_and_the_broker() {
         .execute(&world.pool)
         .await
         .unwrap();
-    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let mut config = world.relay_config();
     config.chaos_failure_rate = 1.0; // keep the backlog in place
     config.retry_base = Duration::from_secs(60);
     config.retry_max = Duration::from_secs(60);
@@ -611,10 +579,8 @@ async fn metrics_and_readiness_report_the_backlog_and_the_broker() {
     let backlog = relay.refresh_backlog().await.unwrap();
     assert_eq!(backlog.pending, 7);
     assert!(backlog.oldest_unsent_seconds >= 5.0, "{backlog:?}");
-    let (addr, stop, handle) = {
-        let (addr, stop) = (app.addr(), app.shutdown_token());
-        (addr, stop, tokio::spawn(app.run_until_stopped()))
-    };
+    let running = run_relay(app);
+    let addr = running.addr;
     let ready = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
     assert!(scrape(addr, "outbox_lag_seconds").await >= 5.0);
@@ -622,8 +588,7 @@ async fn metrics_and_readiness_report_the_backlog_and_the_broker() {
         scrape(addr, "outbox_pending").await + scrape(addr, "outbox_processing").await,
         7.0
     );
-    stop.cancel();
-    handle.await.unwrap().unwrap();
+    running.finish().await;
 }
 
 #[tokio::test]
@@ -631,16 +596,15 @@ async fn readiness_fails_when_the_topic_does_not_exist() {
     let Some(world) = World::new(1).await else {
         return;
     };
-    let mut config = relay::Config::for_tests(&world.db_url, &world.brokers, &world.topic);
+    let mut config = world.relay_config();
     config.topic = format!("missing.{}", Uuid::new_v4().simple());
     let app = App::build(config).await.unwrap();
-    let (addr, stop) = (app.addr(), app.shutdown_token());
-    let handle = tokio::spawn(app.run_until_stopped());
+    let running = run_relay(app);
+    let addr = running.addr;
     let ready = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["postgres"], "ok");
     assert_ne!(body["kafka"], "ok");
-    stop.cancel();
-    handle.await.unwrap().unwrap();
+    running.finish().await;
 }

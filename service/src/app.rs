@@ -88,9 +88,7 @@ fn state(
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        config
-            .validate()
-            .map_err(|msg| anyhow::anyhow!("invalid configuration: {msg}"))?;
+        ops::config::valid(config.validate())?;
         let metrics = Arc::new(Metrics::new());
         let redacted =
             |url: &Option<String>, none: &str| url.as_deref().map_or(none.into(), ops::redact_url);

@@ -30,9 +30,7 @@ pub async fn run_cli() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ops::init_tracing("info");
     let config = cli.config;
-    if let Err(msg) = config.validate() {
-        anyhow::bail!("invalid configuration: {msg}");
-    }
+    ops::config::valid(config.validate())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
             let url = config

@@ -171,12 +171,25 @@ impl Kafka<'_> {
             .join(",")
     }
 
-    /// Ours: the recorded pid is alive and is kafka.Kafka on this node's config.
+    /// Ours: the live kafka.Kafka on this node's config. The pid file names it, or else it is
+    /// looked up in /proc (and the pid file rewritten): a node whose pid file was lost, or
+    /// overwritten by a second start that lost the race for the port, must still be found, or
+    /// `kafka-kill` would not kill it and a failover test would wait for a leader change that
+    /// never comes.
     fn pid(&self, shape: u8, n: u8) -> Option<i32> {
         let dir = self.dir(shape, n);
-        let pid = proc::read_pid(&dir.join("kafka.pid"))?;
+        let pidfile = dir.join("kafka.pid");
         let expected = format!("kafka.Kafka {}", dir.join("server.properties").display());
-        (proc::alive(pid) && proc::cmdline(pid).contains(&expected)).then_some(pid)
+        let ours = |pid: i32| proc::alive(pid) && proc::cmdline(pid).contains(&expected);
+        if let Some(pid) = proc::read_pid(&pidfile).filter(|&pid| ours(pid)) {
+            return Some(pid);
+        }
+        let found = proc::find(&expected).into_iter().next()?;
+        log(format!(
+            "Kafka node {n}/{shape} runs as pid {found}, which its pid file did not name"
+        ));
+        let _ = std::fs::write(&pidfile, format!("{found}\n"));
+        Some(found)
     }
 
     /// A JVM for the admin tools: a small heap, logging to the console at WARN.
@@ -296,6 +309,21 @@ impl Kafka<'_> {
     pub fn wait_node(&self, shape: u8, n: u8) -> anyhow::Result<()> {
         let what = format!("Kafka node {n}");
         proc::wait_for(&what, 90, &self.0.dir, || self.listening(shape, n))
+    }
+
+    /// `kafka-stop` / `kafka-kill N`: the node is down afterwards, or this fails. Not running
+    /// is fine (stopped already); its port still open is not, since the caller (a failover
+    /// test, a drill) goes on as if the node were down.
+    pub fn stop_one(&self, shape: u8, n: u8, how: Stop) -> anyhow::Result<()> {
+        self.stop_node(shape, n, how);
+        if proc::port_open(self.port(n)) {
+            bail!(
+                "port {} of Kafka node {n} is still open, but no Kafka process of this stack's \
+                 node {n} is left to stop",
+                self.port(n)
+            );
+        }
+        Ok(())
     }
 
     pub fn stop_node(&self, shape: u8, n: u8, how: Stop) {

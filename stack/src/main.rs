@@ -135,8 +135,8 @@ fn run(command: Cmd) -> anyhow::Result<ExitCode> {
             Postgres(&s).down()?;
             Postgres(&s).up()?;
         }
-        Cmd::KafkaStop { node } => kafka.stop_node(node_of(&kafka, node)?, node, Stop::Term),
-        Cmd::KafkaKill { node } => kafka.stop_node(node_of(&kafka, node)?, node, Stop::Kill),
+        Cmd::KafkaStop { node } => kafka.stop_one(node_of(&kafka, node)?, node, Stop::Term)?,
+        Cmd::KafkaKill { node } => kafka.stop_one(node_of(&kafka, node)?, node, Stop::Kill)?,
         Cmd::KafkaStart { node } => {
             let shape = node_of(&kafka, node)?;
             kafka.start_node(shape, node)?;

@@ -143,6 +143,22 @@ pub fn cmdline(pid: i32) -> String {
         .unwrap_or_default()
 }
 
+/// The live processes whose command line contains `needle`, wrappers still before their exec
+/// left out: a server whose pid file was lost or overwritten (two starts racing) is still found.
+pub fn find(needle: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            let cmd = cmdline(pid);
+            cmd.contains(needle) && !cmd.contains(EXEC_MARK) && alive(pid)
+        })
+        .collect()
+}
+
 /// Sends `signal`, waits up to `grace` for the process to go, then SIGKILLs it.
 pub fn stop(pid: i32, signal: Signal, grace: Duration) {
     let target = Pid::from_raw(pid);
@@ -156,4 +172,55 @@ pub fn stop(pid: i32, signal: Signal, grace: Duration) {
 
 pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Children killed however the test ends, so none outlives it holding its output pipe.
+    struct Reaped(Vec<std::process::Child>);
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// A server found by its command line when no pid file names it, and no longer once it
+    /// is gone; a wrapper that has not exec'd yet is not taken for it.
+    #[test]
+    fn find_names_a_live_process_by_its_command_line() {
+        // At most 60 s, and unique to this test process.
+        let marker = format!("60.{}", std::process::id());
+        let mut children = Reaped(Vec::new());
+        children
+            .0
+            .push(Command::new("sleep").arg(&marker).spawn().unwrap());
+        let pid = children.0[0].id() as i32;
+        assert_eq!(find(&format!("sleep {marker}")), vec![pid]);
+        let wrapper = Command::new("bash")
+            .args([
+                "-c",
+                &format!("{EXEC_MARK} >/dev/null; sleep 60; true"),
+                "sleep",
+            ])
+            .arg(format!("wrapped-{marker}"))
+            // Its `sleep`, left behind when bash is killed, must not hold the test's pipe.
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        children.0.push(wrapper);
+        std::thread::sleep(Duration::from_millis(200));
+        let wrapped = format!("sleep wrapped-{marker}");
+        assert!(find(&wrapped).is_empty(), "the wrapper is not the server");
+        let mut server = children.0.remove(0);
+        server.kill().unwrap();
+        server.wait().unwrap();
+        assert!(find(&format!("sleep {marker}")).is_empty());
+    }
 }

@@ -32,6 +32,13 @@ impl Spawned {
         }
     }
 
+    /// Stops it gracefully and asserts that it ended without an error.
+    pub async fn finish(self) {
+        self.stop.cancel();
+        let ended = self.task.await.expect("the task ran to its end");
+        ended.expect("it stopped without an error");
+    }
+
     /// `http://<addr>/metrics`.
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.addr)
@@ -64,7 +71,11 @@ pub async fn spawn_api(config: service::Config) -> Spawned {
 }
 
 pub async fn spawn_relay(config: relay::Config) -> Spawned {
-    let app = relay::App::build(config).await.expect("the relay builds");
+    run_relay(relay::App::build(config).await.expect("the relay builds"))
+}
+
+/// A relay built by the test (to reach into it first) run as a task.
+pub fn run_relay(app: relay::App) -> Spawned {
     Spawned::start(app.addr(), app.shutdown_token(), app.run_until_stopped())
 }
 

@@ -64,6 +64,26 @@ pub fn run_args(
     loadgen::Cli::parse_from(base.iter().chain(flags)).run
 }
 
+/// Five users with two tickets each, GETs only: the smallest mix a generator test needs.
+pub const SMALL_GETS: [&str; 6] = [
+    "--mix",
+    "get=100",
+    "--users",
+    "5",
+    "--tickets-per-user",
+    "2",
+];
+
+/// A stub that answers every request after `delay` and never stalls.
+pub async fn start_delayed(delay: Duration) -> SocketAddr {
+    start(Stall {
+        stall_after: 0,
+        stall_for: Duration::ZERO,
+        delay,
+    })
+    .await
+}
+
 pub async fn start(stall: Stall) -> SocketAddr {
     let state = Arc::new(StubState {
         stall,

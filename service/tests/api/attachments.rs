@@ -6,7 +6,8 @@
 use crate::common;
 
 use common::{
-    TestApp, assert_error, eventually, new_user, postgres_config, s3_stack, stack, test_config,
+    TestApp, assert_error, assert_error_says, eventually, postgres_config, s3_stack, stack,
+    test_config,
 };
 use std::time::Duration;
 
@@ -57,20 +58,17 @@ async fn postgres_app() -> Option<(TestApp, PgPool)> {
     Some((app, PgPool::connect(&db).await.unwrap()))
 }
 
+fn attachments(ticket: &str) -> String {
+    format!("/v1/tickets/{ticket}/attachments")
+}
+
 async fn upload(app: &TestApp, ticket: &str, form: Form) -> reqwest::Response {
-    app.req(Method::POST, &format!("/v1/tickets/{ticket}/attachments"))
-        .multipart(form)
-        .send()
+    app.call(Method::POST, &attachments(ticket), |r| r.multipart(form))
         .await
-        .unwrap()
 }
 
 async fn list(app: &TestApp, ticket: &str) -> Vec<Value> {
-    let res = app
-        .req(Method::GET, &format!("/v1/tickets/{ticket}/attachments"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::GET, &attachments(ticket)).await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
@@ -116,10 +114,7 @@ async fn upload_list_and_download_byte_for_byte() {
     let Some((app, pool)) = postgres_app().await else {
         return;
     };
-    let ticket = app.create("attach me").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ticket = app.create_id("attach me").await;
     let small = bytes(1000, 1);
     // Larger than one 5 MiB part: goes up as a multipart upload.
     let large = bytes(6 * MIB + 123, 2);
@@ -131,10 +126,7 @@ async fn upload_list_and_download_byte_for_byte() {
     )
     .await;
     assert_eq!(res.status(), 201, "{:?}", res.text().await);
-    assert_eq!(
-        res.headers()["location"],
-        format!("/v1/tickets/{ticket}/attachments").as_str()
-    );
+    assert_eq!(res.headers()["location"], attachments(&ticket).as_str());
     let first: Value = res.json().await.unwrap();
     assert_eq!(
         first["filename"], "otчёт.txt",
@@ -224,10 +216,7 @@ async fn an_oversized_upload_is_413_and_leaves_nothing_behind() {
         return;
     };
     let pool = PgPool::connect(&db).await.unwrap();
-    let ticket = app.create("too big").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ticket = app.create_id("too big").await;
 
     // Streamed without Content-Length: one 5 MiB part is already in S3 when the limit trips.
     let res = upload(
@@ -236,14 +225,7 @@ async fn an_oversized_upload_is_413_and_leaves_nothing_behind() {
         streamed_file(bytes(6 * MIB + 1, 3), "big.bin"),
     )
     .await;
-    let body = assert_error(res, 413, "payload_too_large").await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("6291456"),
-        "{body}"
-    );
+    assert_error_says(res, 413, "payload_too_large", "6291456").await;
     assert_eq!(
         leftovers(&app, &ticket).await,
         (0, 0),
@@ -272,33 +254,21 @@ async fn bad_uploads_get_the_envelope_and_store_nothing() {
     let Some(app) = with_s3(test_config()).await else {
         return;
     };
-    let ticket = app.create("bad input").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let path = format!("/v1/tickets/{ticket}/attachments");
+    let ticket = app.create_id("bad input").await;
+    let path = attachments(&ticket);
 
     let res = app
-        .req(Method::POST, &path)
-        .json(&serde_json::json!({"file": "x"}))
-        .send()
-        .await
-        .unwrap();
-    let body = assert_error(res, 415, "unsupported_media_type").await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("multipart/form-data")
-    );
+        .call(Method::POST, &path, |r| {
+            r.json(&serde_json::json!({"file": "x"}))
+        })
+        .await;
+    assert_error_says(res, 415, "unsupported_media_type", "multipart/form-data").await;
 
     let res = app
-        .req(Method::POST, &path)
-        .header("content-type", "multipart/form-data")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+        .call(Method::POST, &path, |r| {
+            r.header("content-type", "multipart/form-data").body("x")
+        })
+        .await;
     assert_error(res, 400, "invalid_multipart").await;
 
     let form = Form::new().text("comment", "no file here");
@@ -315,43 +285,31 @@ async fn bad_uploads_get_the_envelope_and_store_nothing() {
     let two = file(bytes(10, 4), "a.txt", "text/plain").text("another", "field");
     assert_error(upload(&app, &ticket, two).await, 400, "unexpected_field").await;
     let res = app
-        .req(Method::POST, &path)
-        .header("content-type", "text/plain")
-        .body("just text")
-        .send()
-        .await
-        .unwrap();
+        .call(Method::POST, &path, |r| {
+            r.header("content-type", "text/plain").body("just text")
+        })
+        .await;
     assert_error(res, 415, "unsupported_media_type").await;
     // Hand-written, since reqwest refuses to send a malformed part Content-Type.
     let raw = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\
                Content-Type: nonsense\r\n\r\nhello\r\n--XyZ--\r\n";
     let res = app
-        .req(Method::POST, &path)
-        .header("content-type", "multipart/form-data; boundary=XyZ")
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
+        .call(Method::POST, &path, |r| {
+            r.header("content-type", "multipart/form-data; boundary=XyZ")
+                .body(raw)
+        })
+        .await;
     assert_error(res, 400, "invalid_content_type").await;
 
     // Someone else's ticket, an unknown ticket, a malformed id.
-    let res = app
-        .client
-        .post(app.url(&path))
-        .header("x-user-id", new_user())
-        .multipart(file(bytes(10, 5), "a.txt", "text/plain"))
-        .send()
-        .await
-        .unwrap();
-    assert_error(res, 403, "forbidden").await;
-    let res = app
-        .client
-        .get(app.url(&path))
-        .header("x-user-id", new_user())
-        .send()
-        .await
-        .unwrap();
-    assert_error(res, 403, "forbidden").await;
+    let stranger = app.req_as_stranger(Method::POST, &path).multipart(file(
+        bytes(10, 5),
+        "a.txt",
+        "text/plain",
+    ));
+    assert_error(stranger.send().await.unwrap(), 403, "forbidden").await;
+    let stranger = app.req_as_stranger(Method::GET, &path);
+    assert_error(stranger.send().await.unwrap(), 403, "forbidden").await;
     let unknown = uuid::Uuid::now_v7();
     let res = upload(
         &app,
@@ -374,10 +332,7 @@ async fn a_failed_metadata_write_deletes_the_stored_object() {
     let Some((app, pool)) = postgres_app().await else {
         return;
     };
-    let ticket = app.create("db fails").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ticket = app.create_id("db fails").await;
     let marker = format!("boom-{}.txt", uuid::Uuid::new_v4().simple());
     let trigger = format!("t_{}", uuid::Uuid::new_v4().simple());
     sqlx::raw_sql(&format!(
@@ -422,10 +377,7 @@ async fn an_object_store_outage_is_503_and_the_api_recovers() {
         ..s3
     };
     let app = TestApp::start(config).await;
-    let ticket = app.create("outage").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ticket = app.create_id("outage").await;
     let res = upload(
         &app,
         &ticket,
@@ -441,14 +393,7 @@ async fn an_object_store_outage_is_503_and_the_api_recovers() {
         file(bytes(100, 8), "during.txt", "text/plain"),
     )
     .await;
-    let body = assert_error(res, 503, "unavailable").await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("object store unavailable"),
-        "{body}"
-    );
+    assert_error_says(res, 503, "unavailable", "object store unavailable").await;
     let res = app.probe("/readyz").await;
     let body = assert_error(res, 503, "not_ready").await;
     assert!(
@@ -463,10 +408,8 @@ async fn an_object_store_outage_is_503_and_the_api_recovers() {
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "degraded");
     // Everything that does not need the bytes keeps working.
     let res = app
-        .req(Method::GET, &format!("/v1/tickets/{ticket}"))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, &format!("/v1/tickets/{ticket}"))
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(list(&app, &ticket).await.len(), 1, "presigning is offline");
 
@@ -500,22 +443,11 @@ async fn an_object_store_outage_is_503_and_the_api_recovers() {
 #[tokio::test]
 async fn without_an_object_store_attachments_answer_503_disabled() {
     let app = TestApp::start(test_config()).await;
-    let ticket = app.create("no s3").await["id"].as_str().unwrap().to_owned();
-    let path = format!("/v1/tickets/{ticket}/attachments");
-    let res = app
-        .req(Method::POST, &path)
-        .multipart(file(bytes(10, 1), "a.txt", "text/plain"))
-        .send()
-        .await
-        .unwrap();
-    let body = assert_error(res, 503, "attachments_disabled").await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("S3_BUCKET")
-    );
-    let res = app.req(Method::GET, &path).send().await.unwrap();
+    let ticket = app.create_id("no s3").await;
+    let path = attachments(&ticket);
+    let res = upload(&app, &ticket, file(bytes(10, 1), "a.txt", "text/plain")).await;
+    assert_error_says(res, 503, "attachments_disabled", "S3_BUCKET").await;
+    let res = app.send(Method::GET, &path).await;
     assert_error(res, 503, "attachments_disabled").await;
     // Readiness does not depend on a store that is not configured.
     let res = app.probe("/readyz").await;
@@ -535,10 +467,7 @@ async fn an_upload_cut_off_by_the_timeout_leaves_nothing_behind() {
     let Some(app) = with_s3(config).await else {
         return;
     };
-    let ticket = app.create("stalls").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ticket = app.create_id("stalls").await;
     // 6 MiB at once (one 5 MiB part goes up), then the client stalls past the timeout.
     let first = bytes(6 * MIB, 10);
     let body = futures::stream::unfold(0u8, move |step| {
@@ -559,7 +488,7 @@ async fn an_upload_cut_off_by_the_timeout_leaves_nothing_behind() {
         Part::stream(reqwest::Body::wrap_stream(body)).file_name("slow.bin"),
     );
     let res = app
-        .req(Method::POST, &format!("/v1/tickets/{ticket}/attachments"))
+        .req(Method::POST, &attachments(&ticket))
         .multipart(form)
         .send()
         .await;
@@ -615,10 +544,7 @@ async fn an_upload_cut_off_after_its_commit_keeps_its_object() {
     let Some(app) = with_s3(config).await else {
         return;
     };
-    let ticket = app.create("slow commit").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ticket = app.create_id("slow commit").await;
     let pool = PgPool::connect(&db).await.unwrap();
 
     // The owner check runs before the body is read (fast); then every Postgres reply takes 2 s.
@@ -632,7 +558,7 @@ async fn an_upload_cut_off_after_its_commit_keeps_its_object() {
         "late.txt",
     );
     let request = app
-        .req(Method::POST, &format!("/v1/tickets/{ticket}/attachments"))
+        .req(Method::POST, &attachments(&ticket))
         .multipart(form)
         .send();
     let slow_down = async {
@@ -671,10 +597,7 @@ async fn an_upload_in_flight_at_shutdown_completes() {
     let Some((app, pool)) = postgres_app().await else {
         return;
     };
-    let ticket = app.create("deploy mid-upload").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ticket = app.create_id("deploy mid-upload").await;
     let form = paused_file(
         b"before ".to_vec(),
         Duration::from_secs(12),
@@ -682,7 +605,7 @@ async fn an_upload_in_flight_at_shutdown_completes() {
         "deploy.txt",
     );
     let request = app
-        .req(Method::POST, &format!("/v1/tickets/{ticket}/attachments"))
+        .req(Method::POST, &attachments(&ticket))
         .multipart(form)
         .send();
     let stop = app.stop.clone();
@@ -707,10 +630,7 @@ async fn the_sweeper_removes_what_a_crash_left_and_nothing_else() {
     config.attachments.attachment_sweep_interval = std::time::Duration::ZERO;
     let app = TestApp::start(config).await;
     let objects = app.state.objects.clone().unwrap();
-    let ticket = app.create("crash leftovers").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ticket = app.create_id("crash leftovers").await;
     let ticket_id: uuid::Uuid = ticket.parse().unwrap();
 
     let kept = upload(

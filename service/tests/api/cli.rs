@@ -26,22 +26,17 @@ fn help_shows_no_connection_secrets() {
 fn the_start_up_log_shows_where_it_connects_without_the_password() {
     let secret = "pw-not-for-the-log";
     // Nothing listens on port 1: the service logs its start, fails to connect and exits.
-    let out = Command::new(env!("CARGO_BIN_EXE_service"))
+    let mut service = Command::new(env!("CARGO_BIN_EXE_service"));
+    service
         .env_clear()
         .env(
             "DATABASE_URL",
             format!("postgres://app:{secret}@127.0.0.1:1/app"),
         )
         .env("REDIS_URL", format!("redis://:{secret}@127.0.0.1:1/"))
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{text}");
+        .env("LISTEN_ADDR", "127.0.0.1:0");
+    let (text, success) = test_support::output_text(&mut service);
+    assert!(!success, "{text}");
     assert!(
         text.contains("postgres://app:***@127.0.0.1:1/app"),
         "{text}"

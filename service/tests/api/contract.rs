@@ -86,34 +86,22 @@ async fn get_answers_owner_foreigner_unknown_and_bad_id(app: TestApp) {
     let ticket = app.create("Laptop battery").await;
     let path = format!("/v1/tickets/{}", ticket["id"].as_str().unwrap());
 
-    let res = app.req(Method::GET, &path).send().await.unwrap();
+    let res = app.send(Method::GET, &path).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap(), ticket);
 
-    let foreign = app
-        .client
-        .get(app.url(&path))
-        .header("x-user-id", new_user())
-        .send()
-        .await
-        .unwrap();
+    let foreign = app.send_as_stranger(Method::GET, &path).await;
     assert_error(foreign, 403, "forbidden").await;
 
     let unknown = app
-        .req(
+        .send(
             Method::GET,
             &format!("/v1/tickets/{}", uuid::Uuid::new_v4()),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_error(unknown, 404, "not_found").await;
 
-    let bad = app
-        .req(Method::GET, "/v1/tickets/not-a-uuid")
-        .send()
-        .await
-        .unwrap();
+    let bad = app.send(Method::GET, "/v1/tickets/not-a-uuid").await;
     assert_error(bad, 400, "invalid_id").await;
 }
 
@@ -122,13 +110,11 @@ async fn list_is_newest_first_filters_and_paginates(app: TestApp) {
     let b = app.create("second ticket").await;
     let c = app.create("third ticket").await;
     let closed = app
-        .req(
+        .send(
             Method::POST,
             &format!("/v1/tickets/{}/close", b["id"].as_str().unwrap()),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(closed.status(), 200);
 
     let ids = |page: Vec<Value>| {
@@ -145,13 +131,7 @@ async fn list_is_newest_first_filters_and_paginates(app: TestApp) {
     assert!(app.list("?offset=3").await.is_empty());
 
     // Another user's list does not contain them.
-    let other = app
-        .client
-        .get(app.url("/v1/tickets"))
-        .header("x-user-id", new_user())
-        .send()
-        .await
-        .unwrap();
+    let other = app.send_as_stranger(Method::GET, "/v1/tickets").await;
     assert_eq!(
         other.json::<Vec<Value>>().await.unwrap(),
         Vec::<Value>::new()
@@ -168,11 +148,7 @@ async fn list_rejects_out_of_range_parameters(app: TestApp) {
         "?offset=100001",
         "?status=PENDING",
     ] {
-        let res = app
-            .req(Method::GET, &format!("/v1/tickets{query}"))
-            .send()
-            .await
-            .unwrap();
+        let res = app.send(Method::GET, &format!("/v1/tickets{query}")).await;
         let body = assert_error(res, 400, "invalid_query").await;
         assert!(
             !body["error"]["message"].as_str().unwrap().is_empty(),
@@ -196,13 +172,11 @@ async fn list_sees_own_writes_immediately(app: TestApp) {
         "create invalidates the cached list"
     );
     assert_eq!(app.list("?status=OPEN").await.len(), 1);
-    app.req(
+    app.send(
         Method::POST,
         &format!("/v1/tickets/{}/close", t["id"].as_str().unwrap()),
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert!(
         app.list("?status=OPEN").await.is_empty(),
         "close invalidates the cached list"
@@ -214,13 +188,13 @@ async fn close_is_idempotent_and_writes_one_event(app: TestApp) {
     let t = app.create("close me twice").await;
     let id = t["id"].as_str().unwrap();
     let path = format!("/v1/tickets/{id}/close");
-    let first = app.req(Method::POST, &path).send().await.unwrap();
+    let first = app.send(Method::POST, &path).await;
     assert_eq!(first.status(), 200);
     let first: Value = first.json().await.unwrap();
     assert_eq!(first["status"], "CLOSED");
     assert!(first["closed_at"].is_string());
 
-    let second = app.req(Method::POST, &path).send().await.unwrap();
+    let second = app.send(Method::POST, &path).await;
     assert_eq!(second.status(), 200);
     assert_eq!(
         second.json::<Value>().await.unwrap(),
@@ -260,27 +234,17 @@ async fn foreign_and_unknown_close_change_nothing(app: TestApp) {
     let t = app.create("not yours").await;
     let id = t["id"].as_str().unwrap();
     let res = app
-        .client
-        .post(app.url(&format!("/v1/tickets/{id}/close")))
-        .header("x-user-id", new_user())
-        .send()
-        .await
-        .unwrap();
+        .send_as_stranger(Method::POST, &format!("/v1/tickets/{id}/close"))
+        .await;
     assert_error(res, 403, "forbidden").await;
     let res = app
-        .req(
+        .send(
             Method::POST,
             &format!("/v1/tickets/{}/close", uuid::Uuid::new_v4()),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_error(res, 404, "not_found").await;
-    let res = app
-        .req(Method::POST, "/v1/tickets/123/close")
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::POST, "/v1/tickets/123/close").await;
     assert_error(res, 400, "invalid_id").await;
 
     let still: Value =
@@ -462,29 +426,26 @@ async fn bad_create_input_gets_the_envelope_and_creates_nothing(app: TestApp) {
 
 async fn unknown_route_and_wrong_method_get_the_envelope(app: TestApp) {
     assert_error(
-        app.req(Method::GET, "/v1/nothing-here")
-            .send()
-            .await
-            .unwrap(),
+        app.send(Method::GET, "/v1/nothing-here").await,
         404,
         "route_not_found",
     )
     .await;
     assert_error(
-        app.req(Method::GET, "/tickets").send().await.unwrap(),
+        app.send(Method::GET, "/tickets").await,
         404,
         "route_not_found",
     )
     .await;
     assert_error(
-        app.req(Method::DELETE, "/v1/tickets").send().await.unwrap(),
+        app.send(Method::DELETE, "/v1/tickets").await,
         405,
         "method_not_allowed",
     )
     .await;
     let path = format!("/v1/tickets/{}/close", uuid::Uuid::new_v4());
     assert_error(
-        app.req(Method::GET, &path).send().await.unwrap(),
+        app.send(Method::GET, &path).await,
         405,
         "method_not_allowed",
     )
@@ -570,14 +531,7 @@ async fn idempotency_keys_are_per_user(app: TestApp) {
 
 async fn list_misses_are_single_flight(app: TestApp) {
     app.create("warm").await; // leaves the user's lists invalidated
-    let loads = || {
-        app.state
-            .metrics
-            .cache_db_loads
-            .with_label_values(&["list"])
-            .get()
-    };
-    let before = loads();
+    let before = app.list_loads();
     let lists = (0..50).map(|_| app.req(Method::GET, "/v1/tickets?limit=7").send());
     let mut bodies = HashSet::new();
     for res in futures::future::join_all(lists).await {
@@ -585,7 +539,7 @@ async fn list_misses_are_single_flight(app: TestApp) {
     }
     assert_eq!(bodies.len(), 1);
     assert_eq!(
-        loads() - before,
+        app.list_loads() - before,
         1,
         "50 concurrent misses made one database query"
     );
@@ -608,7 +562,7 @@ async fn request_id_is_echoed_or_generated(app: TestApp) {
         .unwrap();
     let body = assert_error(res, 401, "unauthorized").await;
     assert_eq!(body["error"]["request_id"], "trace-me-43");
-    let res = app.req(Method::GET, "/v1/tickets").send().await.unwrap();
+    let res = app.send(Method::GET, "/v1/tickets").await;
     let generated = res.headers()["x-request-id"].to_str().unwrap();
     assert!(
         uuid::Uuid::parse_str(generated).is_ok(),
@@ -626,23 +580,13 @@ async fn health_ready_and_metrics(app: TestApp) {
     assert_eq!(ready["checks"][app.state.store.kind()], "ok");
 
     let t = app.create("measure me").await;
-    app.req(
+    app.send(
         Method::GET,
         &format!("/v1/tickets/{}", t["id"].as_str().unwrap()),
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     app.list("").await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for needle in [
         r#"http_requests_total{method="POST",route="/v1/tickets",status="201"}"#,
         r#"http_requests_total{method="GET",route="/v1/tickets/{id}",status="200"}"#,

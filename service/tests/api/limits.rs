@@ -16,20 +16,13 @@ async fn a_user_over_the_rate_limit_gets_429_and_others_do_not() {
     let app = TestApp::start(config).await;
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        statuses.push(
-            app.req(Method::GET, "/v1/tickets")
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16(),
-        );
+        statuses.push(app.send(Method::GET, "/v1/tickets").await.status().as_u16());
     }
     assert_eq!(&statuses[..3], &[200, 200, 200], "the burst is allowed");
     assert!(statuses[3..].contains(&429), "{statuses:?}");
     let mut limited = None;
     for _ in 0..20 {
-        let res = app.req(Method::GET, "/v1/tickets").send().await.unwrap();
+        let res = app.send(Method::GET, "/v1/tickets").await;
         if res.status() == 429 {
             limited = Some(res);
             break;
@@ -42,13 +35,7 @@ async fn a_user_over_the_rate_limit_gets_429_and_others_do_not() {
     )
     .await;
 
-    let other = app
-        .client
-        .get(app.url("/v1/tickets"))
-        .header("x-user-id", new_user())
-        .send()
-        .await
-        .unwrap();
+    let other = app.send_as_stranger(Method::GET, "/v1/tickets").await;
     assert_eq!(other.status(), 200, "the limit is per user");
     assert_eq!(
         app.client
@@ -85,17 +72,6 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     );
 }
 
-async fn metrics_text(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Issue #11.7: made-up methods share one `OTHER` label instead of adding series without bound;
 /// and a request whose client disappears still leaves the in-flight gauge.
 #[tokio::test]
@@ -105,7 +81,7 @@ async fn odd_methods_add_no_metric_series() {
         let method = Method::from_bytes(format!("FOO{i}").as_bytes()).unwrap();
         app.req(method, "/v1/tickets").send().await.unwrap();
     }
-    let text = metrics_text(&app).await;
+    let text = app.metrics().await;
     let series = text
         .lines()
         .filter(|l| l.starts_with("http_requests_total{"))
@@ -246,28 +222,21 @@ async fn a_huge_list_page_is_served_but_not_cached() {
     let long = "x".repeat(5_000);
     for i in 0..30 {
         let res = app
-            .req(Method::POST, "/v1/tickets")
-            .json(&serde_json::json!({"title": format!("big {i}"), "description": long}))
-            .send()
-            .await
-            .unwrap();
+            .post(
+                "/v1/tickets",
+                &serde_json::json!({"title": format!("big {i}"), "description": long}),
+            )
+            .await;
         assert_eq!(res.status(), 201);
     }
-    let loads = || {
-        app.state
-            .metrics
-            .cache_db_loads
-            .with_label_values(&["list"])
-            .get()
-    };
     for _ in 0..2 {
         assert_eq!(app.list("?limit=30").await.len(), 30); // ~150 KB
     }
-    assert_eq!(loads(), 2, "the huge page was cached");
+    assert_eq!(app.list_loads(), 2, "the huge page was cached");
     for _ in 0..2 {
         assert_eq!(app.list("?limit=2").await.len(), 2); // ~10 KB
     }
-    assert_eq!(loads(), 3, "the small page was not cached");
+    assert_eq!(app.list_loads(), 3, "the small page was not cached");
 }
 
 /// Sends a create's headers and half its body, so the request holds its admission slot until
@@ -349,7 +318,7 @@ async fn past_max_in_flight_a_request_is_shed_with_503_overloaded() {
         "a shed create created nothing: {listed:?}"
     );
     assert_eq!(app.list("").await.len(), 1, "the held create is there");
-    let text = metrics_text(&app).await;
+    let text = app.metrics().await;
     let shed_count = text
         .lines()
         .find_map(|l| l.strip_prefix("http_requests_shed_total "))
@@ -368,12 +337,7 @@ async fn a_request_waits_for_a_freed_slot_within_admission_wait() {
     let app = TestApp::start(config).await;
     let (mut held, rest) = half_sent_create(&app).await;
 
-    let waiting = tokio::spawn(
-        app.client
-            .request(Method::GET, app.url("/v1/tickets"))
-            .header("x-user-id", new_user())
-            .send(),
-    );
+    let waiting = tokio::spawn(app.req_as_stranger(Method::GET, "/v1/tickets").send());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !waiting.is_finished(),
@@ -390,6 +354,6 @@ async fn a_request_waits_for_a_freed_slot_within_admission_wait() {
         .unwrap()
         .unwrap();
     assert_eq!(read.status(), 200);
-    let text = metrics_text(&app).await;
+    let text = app.metrics().await;
     assert!(text.contains("http_requests_shed_total 0"), "{text}");
 }

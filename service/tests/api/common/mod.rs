@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use reqwest::{Client, Method, Response};
+use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 use service::config::S3Config;
 use service::{App, AppState, Config};
@@ -108,13 +108,45 @@ impl TestApp {
             .header("x-user-id", &self.user)
     }
 
+    /// [`Self::req`] shaped by `build` and sent.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> Response {
+        build(self.req(method, path)).send().await.unwrap()
+    }
+
+    /// [`Self::req`] sent as it is.
+    pub async fn send(&self, method: Method, path: &str) -> Response {
+        self.req(method, path).send().await.unwrap()
+    }
+
+    /// A JSON POST as `self.user`.
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.call(Method::POST, path, |r| r.json(body)).await
+    }
+
+    /// A request as a new user, not the owner of anything.
+    pub fn req_as_stranger(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("x-user-id", new_user())
+    }
+
+    /// [`Self::req_as_stranger`] sent as it is.
+    pub async fn send_as_stranger(&self, method: Method, path: &str) -> Response {
+        self.req_as_stranger(method, path).send().await.unwrap()
+    }
+
     pub async fn create(&self, title: &str) -> Value {
         let res = self
-            .req(Method::POST, "/v1/tickets")
-            .json(&serde_json::json!({"title": title, "description": "it broke"}))
-            .send()
-            .await
-            .unwrap();
+            .post(
+                "/v1/tickets",
+                &serde_json::json!({"title": title, "description": "it broke"}),
+            )
+            .await;
         assert_eq!(
             res.status(),
             201,
@@ -124,12 +156,13 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
+    /// [`Self::create`]'s ticket id.
+    pub async fn create_id(&self, title: &str) -> String {
+        self.create(title).await["id"].as_str().unwrap().to_owned()
+    }
+
     pub async fn list(&self, query: &str) -> Vec<Value> {
-        let res = self
-            .req(Method::GET, &format!("/v1/tickets{query}"))
-            .send()
-            .await
-            .unwrap();
+        let res = self.send(Method::GET, &format!("/v1/tickets{query}")).await;
         assert_eq!(res.status(), 200);
         res.json().await.unwrap()
     }
@@ -145,6 +178,15 @@ impl TestApp {
     /// An operational GET without a user (`/readyz`, `/readyz?only=…`, `/healthz`).
     pub async fn probe(&self, path: &str) -> Response {
         self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// How many list pages this replica loaded from the database (cache misses that did the work).
+    pub fn list_loads(&self) -> u64 {
+        self.state
+            .metrics
+            .cache_db_loads
+            .with_label_values(&["list"])
+            .get()
     }
 
     /// The Prometheus text of `/metrics`.
@@ -212,4 +254,19 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// [`assert_error`], and the message names `fragment`.
+pub async fn assert_error_says(res: Response, status: u16, code: &str, fragment: &str) -> Value {
+    let body = assert_error(res, status, code).await;
+    assert!(
+        message(&body).contains(fragment),
+        "the message names {fragment:?}: {body}"
+    );
+    body
+}
+
+/// The error envelope's message.
+pub fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
 }
