@@ -28,6 +28,7 @@ use crate::plan::Drill;
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "drill",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DRILL_SOURCE_REVISION"), ")"),
     about = "HA failover drills under load: one fault, zero loss proven, recovery measured"
 )]
 pub struct Cli {

@@ -18,7 +18,14 @@ struct Record {
     what: String,
     expected: String,
     outcome: Outcome,
+    /// The drill binary's source revision ([`SOURCE_REVISION`]); empty in records written
+    /// before it was kept.
+    #[serde(default)]
+    source: String,
 }
+
+/// `git describe --always --dirty` of the tree the drill binary was built from (drill/build.rs).
+pub const SOURCE_REVISION: &str = env!("DRILL_SOURCE_REVISION");
 
 fn expected(d: &Drill) -> String {
     let e = &d.expect;
@@ -101,7 +108,8 @@ fn markdown(drill: &Drill, o: &Outcome, logs: &Path) -> String {
     let mut md = format!(
         "# Drill {name}: {v}\n\n{what}\n\n\
          - **Expected** (fixed before the run): {exp}\n\
-         - **Measured:** {meas}\n",
+         - **Measured:** {meas}\n\
+         - **Built from:** {SOURCE_REVISION}\n",
         name = drill.name,
         v = verdict(o),
         what = drill.what,
@@ -203,6 +211,7 @@ pub fn write_drill(dir: &Path, drill: &Drill, o: &Outcome, logs: &Path) -> anyho
         what: drill.what.into(),
         expected: expected(drill),
         outcome: o.clone(),
+        source: SOURCE_REVISION.into(),
     };
     std::fs::write(
         dir.join("drill.json"),
@@ -243,6 +252,67 @@ pub fn write_index(day: &Path) -> anyhow::Result<()> {
             v = verdict(&r.outcome),
         );
     }
+    let _ = write!(md, "\n{}", built_from(&rows));
     std::fs::write(day.join("README.md"), md)?;
     Ok(())
+}
+
+/// Which drill binaries wrote the day's records: one source revision when all agree, each
+/// drill's otherwise (a day's scoreboard may gather runs of several builds).
+fn built_from(rows: &[Record]) -> String {
+    let source = |r: &Record| {
+        if r.source.is_empty() {
+            "not recorded".to_owned()
+        } else {
+            format!("`{}`", r.source)
+        }
+    };
+    let mut all: Vec<String> = rows.iter().map(source).collect();
+    all.sort();
+    all.dedup();
+    match all.as_slice() {
+        [] => String::new(),
+        [one] => format!("Drill binary built from {one}.\n"),
+        _ => {
+            let each: Vec<String> = rows
+                .iter()
+                .map(|r| format!("{} {}", r.name, source(r)))
+                .collect();
+            format!("Drill binaries built from: {}.\n", each.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, source: &str) -> Record {
+        Record {
+            name: name.into(),
+            what: String::new(),
+            expected: String::new(),
+            outcome: Outcome::default(),
+            source: source.into(),
+        }
+    }
+
+    #[test]
+    fn the_scoreboard_names_the_builds_behind_its_rows() {
+        let same = [record("api-kill", "abc"), record("relay-kill", "abc")];
+        assert_eq!(built_from(&same), "Drill binary built from `abc`.\n");
+        let mixed = [record("api-kill", "abc"), record("relay-kill", "")];
+        assert_eq!(
+            built_from(&mixed),
+            "Drill binaries built from: api-kill `abc`, relay-kill not recorded.\n"
+        );
+        assert_eq!(built_from(&[]), "");
+        // Records written before the field existed still load.
+        let old: Record = serde_json::from_value(serde_json::json!({
+            "name": "api-kill", "what": "", "expected": "",
+            "outcome": Outcome::default(),
+        }))
+        .unwrap();
+        assert_eq!(old.source, "");
+    }
 }

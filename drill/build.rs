@@ -1,0 +1,27 @@
+//! The source revision the drill binary is built from (`git describe --always --dirty`), written
+//! into every drill.json and scoreboard, so a scoreboard names the code it measured even when the
+//! binary was run straight from the target dir, not through `infra/local/drill` (which builds
+//! first). "-dirty" is the working tree as this script last ran: it reruns when HEAD, a branch or
+//! the index moves.
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn main() {
+    let rev = git(&["describe", "--always", "--dirty", "--abbrev=12"]);
+    println!(
+        "cargo:rustc-env=DRILL_SOURCE_REVISION={}",
+        rev.as_deref().unwrap_or("unknown")
+    );
+    println!("cargo:rerun-if-changed=build.rs");
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        for path in ["HEAD", "index", "refs/heads", "packed-refs"] {
+            println!("cargo:rerun-if-changed={dir}/{path}");
+        }
+    }
+}
