@@ -4,10 +4,9 @@
 # the release profile (thin LTO, 16 codegen units; what `bench` inherits) and with fat LTO and one
 # codegen unit for our crates (profile release-fat's settings). Counts are exact per build, so one
 # run each. The fat build keeps the dependencies' 16 codegen units: fat LTO merges every crate's
-# bitcode into one module and optimises that whole, so the dependencies' pre-LTO split changes
-# little, and their artifacts are shared with the thin build (cargo keeps both builds' workspace
-# crates side by side in one target dir).
-#   reports/2026-12-07-lto-instructions/run.sh    (from the repository root; ~15 min on 2 cores)
+# bitcode into one module and optimises that whole, so their pre-LTO split changes little. The
+# other `lto` value still rebuilds every dependency (cargo keeps both builds side by side).
+#   reports/2026-12-07-lto-instructions/run.sh    (from the repository root; ~25 min on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=reports/2026-12-07-lto-instructions
