@@ -20,8 +20,11 @@ fn main() {
     );
     println!("cargo:rerun-if-changed=build.rs");
     if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        // Only paths that exist: cargo reruns a script on every build for a missing one.
         for path in ["HEAD", "index", "refs/heads", "packed-refs"] {
-            println!("cargo:rerun-if-changed={dir}/{path}");
+            if std::path::Path::new(&dir).join(path).exists() {
+                println!("cargo:rerun-if-changed={dir}/{path}");
+            }
         }
     }
 }
