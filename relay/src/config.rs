@@ -7,19 +7,12 @@ use clap::{Parser, Subcommand};
 
 use crate::diag::DiagCommand;
 
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "relay",
-    version,
-    about = "Transactional outbox relay: Postgres outbox_events -> Kafka",
-    subcommand_negates_reqs = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub config: Config,
-}
+/// `relay [COMMAND] [FLAGS]`; `diag` does not need the run's flags.
+pub type Cli = ops::Cli<Command, Config>;
+
+/// What `relay --help` and `--version` say.
+pub const PROGRAM: ops::Program =
+    ops::program!("Transactional outbox relay: Postgres outbox_events -> Kafka");
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
@@ -298,7 +291,7 @@ mod tests {
 
     #[test]
     fn diag_does_not_need_the_run_flags() {
-        let cli = Cli::try_parse_from(["relay", "diag", "topics"]).unwrap();
+        let cli = Cli::try_parse_as(PROGRAM, ["relay", "diag", "topics"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Diag { .. })));
     }
 }

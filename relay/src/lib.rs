@@ -11,15 +11,13 @@ pub mod outbox;
 pub mod publish;
 pub mod worker;
 
-use clap::Parser;
-
 pub use app::App;
-pub use config::{Cli, Command, Config};
+pub use config::{Cli, Command, Config, PROGRAM};
 pub use worker::{Outcome, Relay};
 
 /// The `relay` binary: run (default) or diagnose.
 pub async fn run_cli() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_as(PROGRAM);
     ops::init_tracing("info,rdkafka=warn");
     match cli.command.unwrap_or(Command::Run) {
         Command::Diag { command, args } => diag::run(command, args).await,

@@ -5,14 +5,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-#[derive(Debug, Clone, Parser)]
-#[command(name = "service", version, about = "servicedesk-lite tickets API")]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub config: Config,
-}
+/// `service [COMMAND] [FLAGS]`.
+pub type Cli = ops::Cli<Command, Config>;
+
+/// What `service --help` and `--version` say.
+pub const PROGRAM: ops::Program = ops::program!("servicedesk-lite tickets API");
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
@@ -514,7 +511,7 @@ mod tests {
 
     #[test]
     fn unparsable_duration_is_rejected_by_clap() {
-        let err = Cli::try_parse_from(["service", "--request-timeout", "soon"]).unwrap_err();
+        let err = Cli::try_parse_as(PROGRAM, ["service", "--request-timeout", "soon"]).unwrap_err();
         assert!(err.to_string().contains("--request-timeout"), "{err}");
     }
 }

@@ -19,15 +19,13 @@ pub mod store;
 pub mod sweep;
 
 use anyhow::Context;
-use clap::Parser;
-
 pub use app::App;
-pub use config::{Cli, Command, Config};
+pub use config::{Cli, Command, Config, PROGRAM};
 pub use state::AppState;
 
 /// The `service` binary: parse flags/env, then serve or migrate.
 pub async fn run_cli() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_as(PROGRAM);
     ops::init_tracing("info");
     let config = cli.config;
     ops::config::valid(config.validate())?;
