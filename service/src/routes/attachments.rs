@@ -27,7 +27,7 @@ use crate::error::AppError;
 use crate::extract::{RequestId, TicketId, Upload, User};
 use crate::s3::{ObjectError, ObjectStore, StoredObject, UploadError};
 use crate::state::AppState;
-use crate::store::{AttachmentAdded, AttachmentMeta, NewAttachment};
+use crate::store::{AttachmentAdded, AttachmentMeta, NewAttachment, Writer};
 
 /// The multipart field that carries the file.
 pub const FILE_FIELD: &str = "file";
@@ -198,7 +198,11 @@ async fn record(
     stored: StoredObject,
     request_id: &str,
 ) -> Result<AttachmentMeta, Failed> {
-    match state.store.add_attachment(user, new, request_id).await {
+    match state
+        .store
+        .add_attachment(Writer::of(user, request_id), new)
+        .await
+    {
         Ok(AttachmentAdded::Added(meta)) => {
             stored.keep();
             Ok(meta)

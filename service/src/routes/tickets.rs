@@ -13,7 +13,7 @@ use crate::domain::{NewTicket, UserId};
 use crate::error::AppError;
 use crate::extract::{AppJson, AppQuery, MaybeIdempotencyKey, RequestId, TicketId, User};
 use crate::state::AppState;
-use crate::store::{CloseOutcome, Created, ListQuery};
+use crate::store::{CloseOutcome, Created, ListQuery, Writer};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
@@ -55,7 +55,14 @@ async fn create_ticket(
         let (state, new) = (task_state, task_new);
         let created = state
             .store
-            .create(&user, &new, key.as_ref(), &request_id)
+            .create(
+                Writer {
+                    owner: &user,
+                    request_id: &request_id,
+                    idempotency_key: key.as_ref(),
+                },
+                &new,
+            )
             .await?;
         let ticket = match &created {
             Created::New(t) | Created::Existing(t) => t,
@@ -206,7 +213,10 @@ async fn close_ticket(
     let task_state = state.clone();
     let outcome = detached(&state, async move {
         let state = task_state;
-        let outcome = state.store.close(id, &user, &request_id).await?;
+        let outcome = state
+            .store
+            .close(Writer::of(&user, &request_id), id)
+            .await?;
         // Also when already closed: the first attempt may have committed under a request that
         // was dropped before invalidating.
         if matches!(

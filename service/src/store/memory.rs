@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use super::{
     AttachmentAdded, AttachmentMeta, CloseOutcome, Created, ListQuery, NewAttachment, StoreError,
-    StoredEvent, TicketStore, attachment_payload, event_payload,
+    StoredEvent, TicketStore, Writer, attachment_payload, event_payload,
 };
-use crate::domain::{IdempotencyKey, NewTicket, UserId};
+use crate::domain::{NewTicket, UserId};
 
 /// Default cap. Measured (reports/2026-11-27-memory-soak): ~2.7 KB of RSS per ticket with its
 /// events at the sizes the load generator sends, so the whole service stays near 650 MiB.
@@ -155,15 +155,11 @@ impl TicketStore for MemoryStore {
         "memory"
     }
 
-    async fn create(
-        &self,
-        owner: &UserId,
-        new: &NewTicket,
-        idempotency_key: Option<&IdempotencyKey>,
-        request_id: &str,
-    ) -> Result<Created, StoreError> {
+    async fn create(&self, by: Writer<'_>, new: &NewTicket) -> Result<Created, StoreError> {
         let mut inner = self.write();
-        let idem = idempotency_key.map(|k| (owner.as_str().to_owned(), k.as_str().to_owned()));
+        let idem = by
+            .idempotency_key
+            .map(|k| (by.owner.as_str().to_owned(), k.as_str().to_owned()));
         if let Some(existing) = idem.as_ref().and_then(|k| inner.idempotency.get(k)) {
             let ticket = inner
                 .tickets
@@ -182,12 +178,12 @@ impl TicketStore for MemoryStore {
             title: new.title.as_str().to_owned(),
             description: new.description.as_str().to_owned(),
             status: TicketStatus::Open,
-            created_by: owner.as_str().to_owned(),
+            created_by: by.owner.as_str().to_owned(),
             created_at: at,
             updated_at: at,
             closed_at: None,
         };
-        let event = Inner::event(&ticket, event_types::TICKET_CREATED, request_id, at);
+        let event = Inner::event(&ticket, event_types::TICKET_CREATED, by.request_id, at);
         inner
             .by_owner
             .entry(ticket.created_by.clone())
@@ -230,18 +226,13 @@ impl TicketStore for MemoryStore {
             .collect())
     }
 
-    async fn close(
-        &self,
-        id: Uuid,
-        owner: &UserId,
-        request_id: &str,
-    ) -> Result<CloseOutcome, StoreError> {
+    async fn close(&self, by: Writer<'_>, id: Uuid) -> Result<CloseOutcome, StoreError> {
         let mut inner = self.write();
         let Some(entry) = inner.tickets.get_mut(&id) else {
             return Ok(CloseOutcome::NotFound);
         };
         let ticket = &mut entry.ticket;
-        if ticket.created_by != owner.as_str() {
+        if ticket.created_by != by.owner.as_str() {
             return Ok(CloseOutcome::Forbidden);
         }
         if ticket.status == TicketStatus::Closed {
@@ -255,7 +246,7 @@ impl TicketStore for MemoryStore {
         entry.events.push(Inner::event(
             &closed,
             event_types::TICKET_CLOSED,
-            request_id,
+            by.request_id,
             at,
         ));
         Ok(CloseOutcome::Closed(closed))
@@ -263,14 +254,13 @@ impl TicketStore for MemoryStore {
 
     async fn add_attachment(
         &self,
-        owner: &UserId,
+        by: Writer<'_>,
         attachment: &NewAttachment,
-        request_id: &str,
     ) -> Result<AttachmentAdded, StoreError> {
         let mut inner = self.write();
         let entry = match inner.tickets.get_mut(&attachment.ticket_id) {
             None => return Ok(AttachmentAdded::NotFound),
-            Some(e) if e.ticket.created_by != owner.as_str() => {
+            Some(e) if e.ticket.created_by != by.owner.as_str() => {
                 return Ok(AttachmentAdded::Forbidden);
             }
             Some(e) => e,
@@ -283,13 +273,13 @@ impl TicketStore for MemoryStore {
             filename: attachment.filename.as_str().to_owned(),
             content_type: attachment.content_type.as_str().to_owned(),
             size_bytes: attachment.size_bytes,
-            created_by: owner.as_str().to_owned(),
+            created_by: by.owner.as_str().to_owned(),
             created_at: at,
         };
         entry.events.push(Inner::raw_event(
             attachment.ticket_id,
             event_types::TICKET_ATTACHMENT_ADDED,
-            attachment_payload(owner, attachment, request_id),
+            attachment_payload(by.owner, attachment, by.request_id),
             at,
         ));
         entry.attachments.push(meta.clone());
@@ -347,9 +337,16 @@ mod tests {
     }
 
     async fn create(store: &MemoryStore, owner: &UserId, key: Option<&str>) -> Ticket {
-        let key = key.map(|k| IdempotencyKey::parse(k).unwrap());
+        let key = key.map(|k| crate::domain::IdempotencyKey::parse(k).unwrap());
         match store
-            .create(owner, &new_ticket("a ticket"), key.as_ref(), "r")
+            .create(
+                Writer {
+                    owner,
+                    request_id: "r",
+                    idempotency_key: key.as_ref(),
+                },
+                &new_ticket("a ticket"),
+            )
             .await
             .unwrap()
         {

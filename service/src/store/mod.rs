@@ -107,37 +107,47 @@ pub struct ListQuery {
     pub offset: u32,
 }
 
+/// Who makes a write and under which request: the owner it is checked against, the request id
+/// its outbox event carries, and the client's Idempotency-Key (only a create is keyed by it; a
+/// close and an attachment are idempotent without it).
+#[derive(Debug, Clone, Copy)]
+pub struct Writer<'a> {
+    pub owner: &'a UserId,
+    pub request_id: &'a str,
+    pub idempotency_key: Option<&'a IdempotencyKey>,
+}
+
+impl<'a> Writer<'a> {
+    /// A write without an idempotency key.
+    pub fn of(owner: &'a UserId, request_id: &'a str) -> Self {
+        Self {
+            owner,
+            request_id,
+            idempotency_key: None,
+        }
+    }
+}
+
 #[async_trait]
 pub trait TicketStore: Send + Sync + 'static {
     /// `"postgres"` or `"memory"`.
     fn kind(&self) -> &'static str;
 
-    async fn create(
-        &self,
-        owner: &UserId,
-        ticket: &NewTicket,
-        idempotency_key: Option<&IdempotencyKey>,
-        request_id: &str,
-    ) -> Result<Created, StoreError>;
+    /// Creates `new` for `by.owner`, or returns the ticket its idempotency key already made.
+    async fn create(&self, by: Writer<'_>, new: &NewTicket) -> Result<Created, StoreError>;
 
     async fn get(&self, id: Uuid) -> Result<Option<Ticket>, StoreError>;
 
     async fn list(&self, owner: &UserId, query: ListQuery) -> Result<Vec<Ticket>, StoreError>;
 
-    async fn close(
-        &self,
-        id: Uuid,
-        owner: &UserId,
-        request_id: &str,
-    ) -> Result<CloseOutcome, StoreError>;
+    async fn close(&self, by: Writer<'_>, id: Uuid) -> Result<CloseOutcome, StoreError>;
 
-    /// Stores attachment metadata and its `ticket.attachment_added` event atomically, if `owner`
-    /// owns the ticket.
+    /// Stores attachment metadata and its `ticket.attachment_added` event atomically, if
+    /// `by.owner` owns the ticket.
     async fn add_attachment(
         &self,
-        owner: &UserId,
+        by: Writer<'_>,
         attachment: &NewAttachment,
-        request_id: &str,
     ) -> Result<AttachmentAdded, StoreError>;
 
     /// A ticket's attachments, oldest first.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{
     AttachmentAdded, AttachmentMeta, CloseOutcome, Created, ListQuery, NewAttachment, StoreError,
-    StoredEvent, TicketStore, attachment_payload, event_payload,
+    StoredEvent, TicketStore, Writer, attachment_payload, event_payload,
 };
 use crate::domain::{IdempotencyKey, NewTicket, UserId};
 
@@ -248,30 +248,24 @@ impl TicketStore for PostgresStore {
         "postgres"
     }
 
-    async fn create(
-        &self,
-        owner: &UserId,
-        new: &NewTicket,
-        idempotency_key: Option<&IdempotencyKey>,
-        request_id: &str,
-    ) -> Result<Created, StoreError> {
+    async fn create(&self, by: Writer<'_>, new: &NewTicket) -> Result<Created, StoreError> {
         let id = Uuid::now_v7();
         let row: Option<TicketRow> = sqlx::query_as(CREATE)
             .bind(id)
-            .bind(owner.as_str())
+            .bind(by.owner.as_str())
             .bind(new.title.as_str())
             .bind(new.description.as_str())
-            .bind(idempotency_key.map(IdempotencyKey::as_str))
+            .bind(by.idempotency_key.map(IdempotencyKey::as_str))
             .bind(Uuid::now_v7())
             .bind(event_types::TICKET_CREATED)
             .bind(event_payload(
                 id,
-                owner.as_str(),
+                by.owner.as_str(),
                 new.title.as_str(),
                 TicketStatus::Open,
-                request_id,
+                by.request_id,
             ))
-            .bind(serde_json::json!({ "request_id": request_id }))
+            .bind(serde_json::json!({ "request_id": by.request_id }))
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error("create ticket"))?;
@@ -279,13 +273,13 @@ impl TicketStore for PostgresStore {
             return Ok(Created::New(row.try_into()?));
         }
         // ON CONFLICT DO NOTHING waited for the competing insert to commit; it is visible now.
-        let key = idempotency_key.ok_or_else(|| {
+        let key = by.idempotency_key.ok_or_else(|| {
             StoreError::Other(anyhow::anyhow!(
                 "insert without idempotency key returned no row"
             ))
         })?;
         let row: TicketRow = sqlx::query_as(BY_IDEMPOTENCY_KEY)
-            .bind(owner.as_str())
+            .bind(by.owner.as_str())
             .bind(key.as_str())
             .fetch_one(&self.pool)
             .await
@@ -319,18 +313,13 @@ impl TicketStore for PostgresStore {
         rows.into_iter().map(Ticket::try_from).collect()
     }
 
-    async fn close(
-        &self,
-        id: Uuid,
-        owner: &UserId,
-        request_id: &str,
-    ) -> Result<CloseOutcome, StoreError> {
+    async fn close(&self, by: Writer<'_>, id: Uuid) -> Result<CloseOutcome, StoreError> {
         let row: Option<TicketRow> = sqlx::query_as(CLOSE)
             .bind(id)
-            .bind(owner.as_str())
+            .bind(by.owner.as_str())
             .bind(Uuid::now_v7())
             .bind(event_types::TICKET_CLOSED)
-            .bind(request_id)
+            .bind(by.request_id)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error("close ticket"))?;
@@ -339,16 +328,15 @@ impl TicketStore for PostgresStore {
         }
         Ok(match self.fetch_ticket(id).await? {
             None => CloseOutcome::NotFound,
-            Some(t) if t.created_by != owner.as_str() => CloseOutcome::Forbidden,
+            Some(t) if t.created_by != by.owner.as_str() => CloseOutcome::Forbidden,
             Some(t) => CloseOutcome::AlreadyClosed(t),
         })
     }
 
     async fn add_attachment(
         &self,
-        owner: &UserId,
+        by: Writer<'_>,
         attachment: &NewAttachment,
-        request_id: &str,
     ) -> Result<AttachmentAdded, StoreError> {
         let size = i64::try_from(attachment.size_bytes)
             .map_err(|_| StoreError::Other(anyhow::anyhow!("attachment size overflows bigint")))?;
@@ -359,11 +347,11 @@ impl TicketStore for PostgresStore {
             .bind(attachment.filename.as_str())
             .bind(attachment.content_type.as_str())
             .bind(size)
-            .bind(owner.as_str())
+            .bind(by.owner.as_str())
             .bind(Uuid::now_v7())
             .bind(event_types::TICKET_ATTACHMENT_ADDED)
-            .bind(attachment_payload(owner, attachment, request_id))
-            .bind(serde_json::json!({ "request_id": request_id }))
+            .bind(attachment_payload(by.owner, attachment, by.request_id))
+            .bind(serde_json::json!({ "request_id": by.request_id }))
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error("add attachment"))?;

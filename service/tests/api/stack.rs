@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::{TestApp, assert_error, assert_error_says, eventually, postgres_config, stack};
 use reqwest::Method;
 use serde_json::{Value, json};
+use service::store::Writer;
 use sqlx::PgPool;
 use test_support::{FaultProxy, url_addr};
 
@@ -207,7 +208,14 @@ async fn a_replayed_create_and_a_repeated_close_refresh_the_list() {
     let key = service::domain::IdempotencyKey::parse("retry-1").unwrap();
     app.state
         .store
-        .create(&user, &new, Some(&key), "first-attempt")
+        .create(
+            Writer {
+                owner: &user,
+                request_id: "first-attempt",
+                idempotency_key: Some(&key),
+            },
+            &new,
+        )
         .await
         .unwrap();
     let retry = app
@@ -231,7 +239,7 @@ async fn a_replayed_create_and_a_repeated_close_refresh_the_list() {
     let id: uuid::Uuid = ticket["id"].as_str().unwrap().parse().unwrap();
     app.state
         .store
-        .close(id, &user, "first-attempt")
+        .close(Writer::of(&user, "first-attempt"), id)
         .await
         .unwrap();
     let again = app
