@@ -60,6 +60,7 @@ impl App {
             retry_base: config.retry_base,
             retry_max: config.retry_max,
             poll_interval: config.poll_interval,
+            step_gap: config.step_gap,
             listen: !config.no_listen,
             claim_timeout: config.claim_timeout,
             maintenance_interval: config.maintenance_interval,

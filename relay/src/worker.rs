@@ -39,6 +39,8 @@ pub struct Settings {
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub poll_interval: Duration,
+    /// Least time between the starts of two steps that did not fill a batch.
+    pub step_gap: Duration,
     pub listen: bool,
     pub claim_timeout: Duration,
     pub maintenance_interval: Duration,
@@ -295,8 +297,9 @@ impl Relay {
         Ok(b)
     }
 
-    /// The step loop: run steps back to back while full batches come, otherwise wait for a
-    /// notification or the poll interval. Finishes the batch in hand when stopped.
+    /// The step loop: run steps back to back while full batches come, otherwise wait out the
+    /// step gap, then for a notification or the poll interval. Finishes the batch in hand when
+    /// stopped.
     pub async fn run_steps(self: Arc<Self>, wake: Arc<Notify>, stop: CancellationToken) {
         // After a failed step: 100 ms, doubling up to 5 s, for as long as steps fail; a step
         // that works starts the sequence over.
@@ -311,6 +314,7 @@ impl Relay {
         let mut errors = fresh();
         while !stop.is_cancelled() {
             self.heartbeat.beat();
+            let gap_ends = tokio::time::Instant::now() + self.settings.step_gap;
             match self.relay_once().await {
                 Ok(Outcome::Relayed { claimed, .. })
                     if claimed as u32 >= self.settings.batch_size =>
@@ -320,6 +324,11 @@ impl Relay {
                 }
                 Ok(_) => {
                     errors = fresh();
+                    // Commits notified during the gap leave one wake-up: one claim takes them all.
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(gap_ends) => {}
+                        _ = stop.cancelled() => continue,
+                    }
                     tokio::select! {
                         _ = wake.notified() => {}
                         _ = tokio::time::sleep(self.settings.poll_interval) => {

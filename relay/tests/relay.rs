@@ -528,6 +528,43 @@ async fn an_idle_relay_is_woken_by_notify_long_before_its_poll() {
     running.finish().await;
 }
 
+/// Under a steady trickle of commits, each notifying, a relay claims once per step gap, not once
+/// per commit: 8 commits 25 ms apart against a 400 ms gap take at most 3 claims (the first wakes
+/// a step; the rest wait out the gap together), where stepping on every notification takes ~8.
+#[tokio::test]
+async fn commits_notified_during_the_step_gap_are_claimed_together() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    let mut config = world.relay_config();
+    config.poll_interval = Duration::from_secs(30);
+    config.step_gap = Duration::from_millis(400);
+    let running = spawn_relay(config).await;
+    let addr = running.addr;
+    eventually(Duration::from_secs(10), "relay listening", || async {
+        world
+            .count("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+            .await
+            > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..8 {
+        world.insert_events(1).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    eventually(Duration::from_secs(10), "all 8 rows sent", || async {
+        world.status_counts().await.get("sent") == Some(&8)
+    })
+    .await;
+    let claims = scrape(addr, "relay_batch_size_count").await;
+    assert!(
+        (1.0..=3.0).contains(&claims),
+        "{claims} claims for 8 commits inside ~1 step gap"
+    );
+    running.finish().await;
+}
+
 #[tokio::test]
 async fn retention_deletes_only_old_sent_rows() {
     let Some(world) = World::new(1).await else {
