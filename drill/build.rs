@@ -2,7 +2,8 @@
 //! into every drill.json and scoreboard, so a scoreboard names the code it measured even when the
 //! binary was run straight from the target dir, not through `infra/local/drill` (which builds
 //! first). "-dirty" is the working tree as this script last ran: it reruns when HEAD, a branch or
-//! the index moves.
+//! the index moves, and when a source file of a crate the binary links (or a migration) changes,
+//! so an uncommitted edit is named "-dirty" in the very build that contains it.
 use std::process::Command;
 
 fn git(args: &[&str]) -> Option<String> {
@@ -19,6 +20,19 @@ fn main() {
         rev.as_deref().unwrap_or("unknown")
     );
     println!("cargo:rerun-if-changed=build.rs");
+    for linked in [
+        "contracts",
+        "ops",
+        "service",
+        "relay",
+        "notifier",
+        "loadgen",
+        "test-support",
+        "drill",
+    ] {
+        println!("cargo:rerun-if-changed=../{linked}/src");
+    }
+    println!("cargo:rerun-if-changed=../migrations");
     if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
         // Only paths that exist: cargo reruns a script on every build for a missing one.
         for path in ["HEAD", "index", "refs/heads", "packed-refs"] {
