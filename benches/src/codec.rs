@@ -126,7 +126,7 @@ impl Lists {
                 .expect("a valid ticket");
                 lists
                     .store
-                    .create(&lists.user, &new, None, "bench")
+                    .create(service::store::Writer::of(&lists.user, "bench"), &new)
                     .await
                     .expect("the memory store takes it");
             }
