@@ -33,6 +33,8 @@ pub struct Run {
     pub events: Events,
     pub ha: Ha,
     pub uploads: Option<Vec<uploads::Sent>>,
+    /// Each API replica's shed counter when the window began (`None`: it did not answer).
+    pub shed_at_start: Vec<Option<u64>>,
 }
 
 /// Runs loadgen, the fault and (garage-down) the uploads. `timeline` is the plan.
@@ -63,6 +65,8 @@ pub async fn execute(
         let at = |s: f64| start_ms + (s * 1000.0) as i64;
         let since = |ms: i64| (ms - start_ms) as f64 / 1000.0;
         let mut events = Events::new();
+        sleep_until(at(0.0)).await;
+        let shed_at_start = ha.shed_by_replica().await;
         if !drill.whole_run() {
             // What the fault needs to know is looked up at once, so it strikes at its second:
             // which Kafka node leads most partitions (leadership does not move under steady
@@ -92,15 +96,17 @@ pub async fn execute(
             let healed = heal(drill.fault, &mut ha).await?;
             events.push((since(now_ms()), format!("healed: {healed}")));
         }
-        anyhow::Ok(events)
+        anyhow::Ok((events, shed_at_start))
     };
     let (load, events, uploads) = tokio::join!(loadgen::run(args), faults, uploads);
     let (report, _dir) = load.context("loadgen")?;
+    let (events, shed_at_start) = events?;
     Ok(Run {
         report,
-        events: events?,
+        events,
         ha,
         uploads: uploads.context("the uploads")?,
+        shed_at_start,
     })
 }
 

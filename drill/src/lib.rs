@@ -166,6 +166,7 @@ pub async fn run(cli: &Cli, drill: &Drill) -> anyhow::Result<Outcome> {
         events,
         ha,
         uploads,
+        shed_at_start,
     } = fault::execute(cli, drill, &timeline, ha, &day).await?;
     let timeline = fault::actual(&timeline, &events);
     let start_ms = report.window_start_unix_ms.unwrap_or_default();
@@ -186,7 +187,7 @@ pub async fn run(cli: &Cli, drill: &Drill) -> anyhow::Result<Outcome> {
         }
         None => None,
     };
-    let shed = ha.shed().await;
+    let shed = system::shed_between(&shed_at_start, &ha.shed_by_replica().await);
     ha.stop().await;
     let mut outcome = measure::judge(drill, &timeline, &report, lags, &before);
     outcome.shed = shed;

@@ -103,8 +103,9 @@ pub struct Outcome {
     /// before anything broke.
     #[serde(default)]
     pub errors_before_fault: u64,
-    /// Requests the APIs shed (503 `overloaded`, admission control), read from their metrics
-    /// at the end (a replica restarted by the drill counts from its restart).
+    /// Requests the APIs shed (503 `overloaded`, admission control) in the window: their
+    /// counters read when it began and after it (a replica restarted by the drill counts from
+    /// its restart), so warm-up sheds are not in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shed: Option<u64>,
     pub not_sent: u64,

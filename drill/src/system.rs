@@ -366,23 +366,24 @@ impl Ha {
         format!("http://{}", self.lb)
     }
 
-    /// Requests the APIs shed (admission control), summed over the replicas that answer.
-    pub async fn shed(&self) -> Option<u64> {
+    /// Each API replica's count of shed requests (admission control) since it started; `None`
+    /// for a replica that does not answer.
+    pub async fn shed_by_replica(&self) -> Vec<Option<u64>> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
-            .ok()?;
-        let mut total = None;
+            .expect("a default HTTP client");
+        let mut counts = Vec::with_capacity(self.apis.len());
         for api in &self.apis {
-            let Ok(res) = client.get(api.metrics_url()).send().await else {
-                continue;
+            let page = match client.get(api.metrics_url()).send().await {
+                Ok(res) => res.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
             };
-            let page = loadgen::pipeline::parse(&res.text().await.unwrap_or_default());
-            if let Some(n) = loadgen::pipeline::sum(&page, "http_requests_shed_total") {
-                total = Some(total.unwrap_or(0) + n as u64);
-            }
+            let page = loadgen::pipeline::parse(&page);
+            counts
+                .push(loadgen::pipeline::sum(&page, "http_requests_shed_total").map(|n| n as u64));
         }
-        total
+        counts
     }
 
     /// Graceful stop of everything, the balancer last; a Kafka node being started is waited
@@ -405,6 +406,21 @@ impl Ha {
 }
 
 /// A drill that failed half-way still leaves the cluster whole.
+/// Requests shed between two readings of the replicas' counters: the window's start and its end.
+/// A replica whose count went down was restarted (api-kill): its count since the restart is
+/// taken, and what it shed between the window's start and its death is not known. `None` when
+/// no replica answered at the end.
+pub fn shed_between(start: &[Option<u64>], end: &[Option<u64>]) -> Option<u64> {
+    let mut total = None;
+    for (i, end) in end.iter().enumerate() {
+        let Some(end) = *end else { continue };
+        let start = start.get(i).copied().flatten().unwrap_or(0);
+        let shed = if end >= start { end - start } else { end };
+        total = Some(total.unwrap_or(0) + shed);
+    }
+    total
+}
+
 impl Drop for Ha {
     fn drop(&mut self) {
         if let Some(node) = self.killed_node.take() {
@@ -419,4 +435,25 @@ impl Drop for Ha {
 /// `infra/local/stack`, which kills, starts and describes the Kafka nodes.
 pub fn stack_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/local/stack")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shed_between;
+
+    #[test]
+    fn sheds_are_counted_inside_the_window_and_a_restarted_replica_from_its_restart() {
+        // 140 shed in the warm-up are not the window's.
+        assert_eq!(
+            shed_between(&[Some(100), Some(40)], &[Some(130), Some(40)]),
+            Some(30)
+        );
+        // Replica 0 was killed and restarted: it counts from 0 again.
+        assert_eq!(
+            shed_between(&[Some(100), Some(40)], &[Some(7), Some(50)]),
+            Some(17)
+        );
+        assert_eq!(shed_between(&[None, Some(5)], &[Some(3), None]), Some(3));
+        assert_eq!(shed_between(&[Some(1), Some(2)], &[None, None]), None);
+    }
 }
