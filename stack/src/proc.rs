@@ -201,7 +201,13 @@ mod tests {
             .0
             .push(Command::new("sleep").arg(&marker).spawn().unwrap());
         let pid = children.0[0].id() as i32;
-        assert_eq!(find(&format!("sleep {marker}")), vec![pid]);
+        // Until the child has exec'd, its command line is still this test's: wait for it.
+        let named = format!("sleep {marker}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while find(&named).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(find(&named), vec![pid]);
         let wrapper = Command::new("bash")
             .args([
                 "-c",
@@ -221,6 +227,6 @@ mod tests {
         let mut server = children.0.remove(0);
         server.kill().unwrap();
         server.wait().unwrap();
-        assert!(find(&format!("sleep {marker}")).is_empty());
+        assert!(find(&named).is_empty());
     }
 }
