@@ -8,7 +8,7 @@ use common::{World, eventually, scrape};
 use contracts::EventEnvelope;
 use relay::{App, Outcome};
 use test_support::pipeline as common;
-use test_support::{FaultProxy, run_relay, spawn_relay, url_addr};
+use test_support::{FaultProxy, Spawned, run_relay, spawn_relay, url_addr};
 use uuid::Uuid;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -499,16 +499,11 @@ async fn a_named_relay_restarted_after_a_crash_publishes_its_old_claims_at_once(
     );
 }
 
-#[tokio::test]
-async fn an_idle_relay_is_woken_by_notify_long_before_its_poll() {
-    let Some(world) = World::new(1).await else {
-        return;
-    };
-    let mut config = world.relay_config();
+/// A relay on `config` that polls only every 30 s, spawned and left in its idle LISTEN wait (its
+/// first step found nothing), so that only notifications wake it.
+async fn idle_listening_relay(world: &World, mut config: relay::Config) -> Spawned {
     config.poll_interval = Duration::from_secs(30);
     let running = spawn_relay(config).await;
-    let addr = running.addr;
-    // Let the relay reach its idle wait (the first step finds nothing).
     eventually(Duration::from_secs(10), "relay listening", || async {
         world
             .count("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
@@ -516,6 +511,16 @@ async fn an_idle_relay_is_woken_by_notify_long_before_its_poll() {
             > 0
     })
     .await;
+    running
+}
+
+#[tokio::test]
+async fn an_idle_relay_is_woken_by_notify_long_before_its_poll() {
+    let Some(world) = World::new(1).await else {
+        return;
+    };
+    let running = idle_listening_relay(&world, world.relay_config()).await;
+    let addr = running.addr;
     tokio::time::sleep(Duration::from_millis(200)).await;
     world.insert_events(1).await;
     eventually(
@@ -537,17 +542,9 @@ async fn commits_notified_during_the_step_gap_are_claimed_together() {
         return;
     };
     let mut config = world.relay_config();
-    config.poll_interval = Duration::from_secs(30);
     config.step_gap = Duration::from_millis(400);
-    let running = spawn_relay(config).await;
+    let running = idle_listening_relay(&world, config).await;
     let addr = running.addr;
-    eventually(Duration::from_secs(10), "relay listening", || async {
-        world
-            .count("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
-            .await
-            > 0
-    })
-    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for _ in 0..8 {
         world.insert_events(1).await;
