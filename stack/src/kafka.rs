@@ -211,14 +211,9 @@ impl Kafka<'_> {
         let dir = self.dir(shape, n);
         let heap = &self.0.kafka_heap;
         let lib = self.lib()?;
-        Ok(vec![
-            "java".into(),
-            format!("-Xms{heap}"),
-            format!("-Xmx{heap}"),
-            "-XX:+UseG1GC".into(),
-            "-XX:MaxGCPauseMillis=20".into(),
-            "-XX:InitiatingHeapOccupancyPercent=35".into(),
-            "-XX:+ExplicitGCInvokesConcurrent".into(),
+        let mut argv = vec!["java".into(), format!("-Xms{heap}"), format!("-Xmx{heap}")];
+        argv.extend(self.0.kafka_jvm_opts.iter().cloned());
+        argv.extend([
             "-Djava.awt.headless=true".into(),
             format!("-Dkafka.logs.dir={}", dir.join("logs").display()),
             format!("-Dlog4j2.configurationFile={}", self.log4j().display()),
@@ -235,7 +230,8 @@ impl Kafka<'_> {
             format!("{}/lib/*", lib.display()),
             "kafka.Kafka".into(),
             dir.join("server.properties").display().to_string(),
-        ])
+        ]);
+        Ok(argv)
     }
 
     pub fn start_node(&self, shape: u8, n: u8) -> anyhow::Result<()> {

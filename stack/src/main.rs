@@ -6,7 +6,8 @@
 //! Kafka shape: `STACK_KAFKA_NODES=1` (default: one broker+controller) or 3 (a controller
 //! quorum of 3, topics with replication factor 3 and `min.insync.replicas=2`). `up` starts the
 //! shape asked for (1 unless `STACK_KAFKA_NODES=3`); env/status/kafka-* act on the running one.
-//! Each shape keeps its own data. `STACK_KAFKA_HEAP=768m` per node.
+//! Each shape keeps its own data. `STACK_KAFKA_HEAP=768m` per node; `STACK_KAFKA_JVM_OPTS` replaces
+//! the nodes' garbage-collector options (default: G1, settings::KAFKA_JVM_OPTS).
 //!
 //! Ports (override with env): `STACK_PG_PORT=55432 STACK_REDIS_PORT=56379
 //! STACK_KAFKA_PORT=19092` (node n: clients on +n-1, controller on +10+n-1, JMX exporter on

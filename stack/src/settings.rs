@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use anyhow::bail;
 
 pub const KAFKA_VERSION: &str = "4.4.0";
+/// Each Kafka node's garbage collector: G1 aiming at 20 ms pauses, its marking started early, and
+/// `System.gc()` (from NIO buffer pressure) run concurrently instead of stopping the node.
+pub const KAFKA_JVM_OPTS: &str = "-XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent";
 pub const GARAGE_VERSION: &str = "2.5.0";
 pub const PG_DB: &str = "servicedesk";
 pub const EVENTS_TOPIC: &str = "tickets.events";
@@ -32,6 +36,9 @@ pub struct Settings {
     /// Node n: clients on `kafka_port + n - 1`, controller on `kafka_port + 10 + n - 1`.
     pub kafka_port: u16,
     pub kafka_heap: String,
+    /// `STACK_KAFKA_JVM_OPTS`: each node's JVM options after the heap (garbage collector and its
+    /// tuning), split on whitespace; default [`KAFKA_JVM_OPTS`].
+    pub kafka_jvm_opts: Vec<String>,
     pub kafka_cache: PathBuf,
     /// `STACK_KAFKA_NODES`: the shape asked for, if any.
     pub kafka_nodes: Option<u8>,
@@ -69,6 +76,11 @@ impl Settings {
             redis_port: port("STACK_REDIS_PORT", 56379)?,
             kafka_port: port("STACK_KAFKA_PORT", 19092)?,
             kafka_heap: var("STACK_KAFKA_HEAP").unwrap_or_else(|| "768m".into()),
+            kafka_jvm_opts: var("STACK_KAFKA_JVM_OPTS")
+                .unwrap_or_else(|| KAFKA_JVM_OPTS.into())
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
             kafka_cache: var("STACK_KAFKA_CACHE")
                 .map_or_else(|| cache.join("servicedesk-lite/kafka"), PathBuf::from),
             kafka_nodes,
