@@ -83,10 +83,21 @@ impl Proc {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", self.name))?;
-        self.child = Some(child);
-        wait_ready(&format!("http://{}/readyz", self.addr), &self.name)
-            .await
-            .with_context(|| format!("see {}", self.log.display()))
+        let child = self.child.insert(child);
+        let readyz = format!("http://{}/readyz", self.addr);
+        // A process that exits (a port taken, a bad setting) fails the start at once, rather
+        // than after the readiness wait's 60 s.
+        tokio::select! {
+            ready = wait_ready(&readyz, &self.name) => {
+                ready.with_context(|| format!("see {}", self.log.display()))
+            }
+            status = child.wait() => Err(anyhow::anyhow!(
+                "{} exited ({}) before it was ready; see {}",
+                self.name,
+                status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+                self.log.display()
+            )),
+        }
     }
 
     /// SIGKILL, as a crash or an OOM kill would: no shutdown code runs.
@@ -120,11 +131,22 @@ impl Proc {
     }
 }
 
-/// A port nobody listens on now (bound, read, released).
+/// A port nobody listens on now (bound, read, released), and one this drill has not handed out
+/// before: the kernel may give a released port again at the next bind, and two processes of the
+/// shape on one port made a drill's seeding fail with 404 (an API replica could not bind, and
+/// haproxy's health check and the seeding reached a relay's metrics server on its port).
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port on 127.0.0.1")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on 127.0.0.1");
+        if !handed_out.contains(&addr.port()) {
+            handed_out.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// The stack's object store settings the APIs get (`infra/local/stack env`).
@@ -439,7 +461,18 @@ pub fn stack_script() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::shed_between;
+    use super::{free_addr, shed_between};
+
+    #[test]
+    fn no_port_is_handed_out_twice() {
+        // 1000 ports drawn from the kernel's ~28k ephemeral range repeat (a birthday collision)
+        // almost surely unless free_addr remembers what it gave.
+        let mut ports: Vec<u16> = (0..1000).map(|_| free_addr().port()).collect();
+        ports.sort_unstable();
+        let drawn = ports.len();
+        ports.dedup();
+        assert_eq!(ports.len(), drawn, "a port was handed out twice");
+    }
 
     #[test]
     fn sheds_are_counted_inside_the_window_and_a_restarted_replica_from_its_restart() {
