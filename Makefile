@@ -26,6 +26,10 @@ lint:
 ## Kafka), the e2e check, the offline deployment checks, then the failover tests on the 3-node
 ## Kafka cluster
 test: stack-up
+	$(TEST_ENV) cargo test --workspace --no-run
+	@# Linking the test binaries leaves gigabytes for the kernel to write back; the stack's Postgres
+	@# fsyncs behind them, and the first live tests saw 5.7 s commits. Flush before any test runs.
+	sync
 	$(TEST_ENV) cargo test --workspace
 	E2E_NO_BUILD=1 infra/local/e2e
 	infra/deploy/check
@@ -50,7 +54,7 @@ bench-gate:
 bench-baseline:
 	infra/dev/bench-gate --update
 
-## bench-compare: a short embedded loadgen run compared with the committed one (informational)
+## bench-compare: five short embedded loadgen runs compared with the committed run set (informational)
 bench-compare:
 	infra/dev/bench-compare
 
