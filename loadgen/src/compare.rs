@@ -5,8 +5,9 @@
 //!   giving a 99 % interval of the change itself;
 //! - throughput: the same bootstrap over the per-second throughput;
 //! - error and late-start rates: a two-proportion z-test;
-//! - with `--repeat N` (several runs a side): Welch's 99 % interval over the runs' figures, so
-//!   the run-to-run spread — which one run cannot see — is in it.
+//! - with `--repeat N` (several runs a side), or two **run sets** (directories of runs, such as a
+//!   committed baseline of several runs of one build): Welch's 99 % interval over the runs'
+//!   figures, so the run-to-run spread — which one run cannot see — is in it.
 //!
 //! A metric **regressed** when it worsened by more than `--max-regression` *and* its interval
 //! lies wholly on the worse side of zero: big enough to matter and too big to be chance.
@@ -380,22 +381,29 @@ pub fn write_html(b_path: &Path, a: &Report, b: &Report, rows: &[Row]) -> anyhow
     Ok(path)
 }
 
-/// `loadgen compare A B`: two archived runs.
+/// `loadgen compare A B`: two archived runs, or two run sets.
 pub fn main(c: &CompareArgs) -> anyhow::Result<std::process::ExitCode> {
+    match (load_set(&c.a)?, load_set(&c.b)?) {
+        (Some(a), Some(b)) => return compare_sets(c, &a, &b),
+        (None, None) => {}
+        (a, _) => {
+            let (set, run) = if a.is_some() {
+                (&c.a, &c.b)
+            } else {
+                (&c.b, &c.a)
+            };
+            anyhow::bail!(
+                "{} is a set of runs and {} one run: give both as sets (several runs a side, \
+                 judged by the run-to-run spread) or both as single runs",
+                set.display(),
+                run.display()
+            );
+        }
+    }
     let a = Run::load(&c.a)?;
     let b = Run::load(&c.b)?;
-    let mismatches = config_mismatches(&a.report, &b.report);
-    if !mismatches.is_empty() {
-        for m in &mismatches {
-            eprintln!("loadgen: the runs' load differs: {m}");
-        }
-        if !c.allow_config_mismatch {
-            eprintln!(
-                "loadgen: refusing to compare runs with a different load \
-                 (--allow-config-mismatch to compare anyway)"
-            );
-            return Ok(std::process::ExitCode::from(2));
-        }
+    if let Some(refused) = refuse_other_load(c, &a.report, [&b.report]) {
+        return Ok(refused);
     }
     let rows = compare(&a, &b, c.max_regression);
     print!("{}", table(&a.report, &b.report, &rows));
@@ -404,12 +412,114 @@ pub fn main(c: &CompareArgs) -> anyhow::Result<std::process::ExitCode> {
     Ok(verdict_exit(&rows))
 }
 
+/// A run set: a directory with no report.json of its own, holding run directories that have
+/// one (the runs of one build: a committed baseline of several runs, or a `--repeat` side).
+/// Their reports in name order; `None` when `path` is not a set.
+pub fn load_set(path: &Path) -> anyhow::Result<Option<Vec<Report>>> {
+    if !path.is_dir() || path.join("report.json").exists() {
+        return Ok(None);
+    }
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("report.json").is_file())
+        .collect();
+    if runs.is_empty() {
+        return Ok(None);
+    }
+    runs.sort();
+    runs.iter()
+        .map(|r| Report::load(r))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// Two run sets (`loadgen compare SET_A SET_B`), judged like `--repeat`: Welch's interval over
+/// the runs. The table is also written to `compare.txt` in B.
+fn compare_sets(
+    c: &CompareArgs,
+    a: &[Report],
+    b: &[Report],
+) -> anyhow::Result<std::process::ExitCode> {
+    for (path, set) in [(&c.a, a), (&c.b, b)] {
+        if set.len() < 2 {
+            anyhow::bail!(
+                "{} holds {} run: a set needs at least 2 for a run-to-run spread",
+                path.display(),
+                set.len()
+            );
+        }
+    }
+    if let Some(refused) = refuse_other_load(c, &a[0], a[1..].iter().chain(b)) {
+        return Ok(refused);
+    }
+    let header = format!(
+        "run sets: A = {} ({} runs), B = {} ({} runs)",
+        c.a.display(),
+        a.len(),
+        c.b.display(),
+        b.len()
+    );
+    judge_sets(&header, a, b, c.max_regression, &c.b)
+}
+
+/// Prints (and writes to `dir/compare.txt`) the Welch comparison of two sets of runs, and
+/// returns the exit code of its verdict.
+fn judge_sets(
+    header: &str,
+    a: &[Report],
+    b: &[Report],
+    max_regression_pct: f64,
+    dir: &Path,
+) -> anyhow::Result<std::process::ExitCode> {
+    let rows = compare_repeated(a, b, max_regression_pct);
+    let mut text = format!(
+        "{header}; figures are the means over the runs, intervals Welch's 99 % from the \
+         run-to-run spread\n\n"
+    );
+    text.push_str(&table(&a[0], &b[0], &rows));
+    print!("{text}");
+    let path = dir.join("compare.txt");
+    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(verdict_exit(&rows))
+}
+
+/// Exit 2 with each difference named when a run's load differs from `first`'s (unless
+/// `--allow-config-mismatch`, which only names them).
+fn refuse_other_load<'r>(
+    c: &CompareArgs,
+    first: &Report,
+    others: impl IntoIterator<Item = &'r Report>,
+) -> Option<std::process::ExitCode> {
+    let mismatches: Vec<String> = others
+        .into_iter()
+        .flat_map(|other| {
+            config_mismatches(first, other)
+                .into_iter()
+                .map(move |m| format!("{} vs {}: {m}", first.run_id, other.run_id))
+        })
+        .collect();
+    for m in &mismatches {
+        eprintln!("loadgen: the runs' load differs: {m}");
+    }
+    if mismatches.is_empty() || c.allow_config_mismatch {
+        return None;
+    }
+    eprintln!(
+        "loadgen: refusing to compare runs with a different load \
+         (--allow-config-mismatch to compare anyway)"
+    );
+    Some(std::process::ExitCode::from(2))
+}
+
 /// Flags a repeated compare sets itself for each run (`--out` is read, and replaced by the
 /// compare's own directory under it).
 const OWN_FLAGS: &[&str] = &["--target", "--run-id"];
 
 /// `loadgen [run flags] compare --repeat N URL_A URL_B`: N runs against each, alternating, each
-/// in its own process (Goose keeps process-wide state), then Welch's interval per metric.
+/// in its own process (Goose keeps process-wide state), then Welch's interval per metric. Each
+/// side's runs form a run set (`compare-<time>/a`, `…/b`), so `loadgen compare` can judge them
+/// again, or against another set, later.
 pub fn repeat(c: &CompareArgs, n: u32, run: &RunArgs) -> anyhow::Result<std::process::ExitCode> {
     // The run flags are the arguments before `compare`.
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
@@ -458,7 +568,7 @@ pub fn repeat(c: &CompareArgs, n: u32, run: &RunArgs) -> anyhow::Result<std::pro
             let status = std::process::Command::new(&exe)
                 .args(&before)
                 .args(["--target", url, "--run-id", &id, "--quiet", "--out"])
-                .arg(&dir)
+                .arg(dir.join(name))
                 .stdout(std::process::Stdio::null())
                 .status()
                 .with_context(|| format!("running {}", exe.display()))?;
@@ -466,7 +576,7 @@ pub fn repeat(c: &CompareArgs, n: u32, run: &RunArgs) -> anyhow::Result<std::pro
             if !matches!(status.code(), Some(0 | 3)) {
                 anyhow::bail!("run {id} against {url} failed ({status})");
             }
-            let report = Report::load(&dir.join(&id))?;
+            let report = Report::load(&dir.join(name).join(&id))?;
             if side == 0 {
                 runs_a.push(report);
             } else {
@@ -474,18 +584,13 @@ pub fn repeat(c: &CompareArgs, n: u32, run: &RunArgs) -> anyhow::Result<std::pro
             }
         }
     }
-    let rows = compare_repeated(&runs_a, &runs_b, c.max_regression);
-    let (first_a, first_b) = (&runs_a[0], &runs_b[0]);
-    let mut text = format!(
-        "{n} runs a side, alternating; A = {}, B = {}; figures are the means over the runs, \
-         intervals Welch's 99 % from the run-to-run spread\n\n",
+    let header = format!(
+        "{n} runs a side, alternating; A = {}, B = {}",
         targets[0].1, targets[1].1
     );
-    text.push_str(&table(first_a, first_b, &rows));
-    print!("{text}");
-    std::fs::write(dir.join("compare.txt"), &text)?;
+    let exit = judge_sets(&header, &runs_a, &runs_b, c.max_regression, &dir)?;
     println!("runs: {}", dir.display());
-    Ok(verdict_exit(&rows))
+    Ok(exit)
 }
 
 #[cfg(test)]
@@ -600,6 +705,64 @@ mod tests {
             10.0,
         );
         assert_eq!(verdict(&rows, "p99"), Verdict::Same, "{rows:?}");
+    }
+
+    /// Issue #17.10: a committed baseline of several runs (a run set) against a set of new runs
+    /// is judged by the run-to-run spread; a set against one run is refused, and so is a set
+    /// with a different load.
+    #[test]
+    fn run_sets_compare_by_the_run_to_run_spread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let set = |name: &str, ms: &[f64]| -> PathBuf {
+            let dir = tmp.path().join(name);
+            for (i, &m) in ms.iter().enumerate() {
+                let mut r = run(m, 1000.0, i as u64).report;
+                r.run_id = format!("{name}{i}");
+                let run_dir = dir.join(&r.run_id);
+                std::fs::create_dir_all(&run_dir).unwrap();
+                std::fs::write(run_dir.join("report.json"), serde_json::to_vec(&r).unwrap())
+                    .unwrap();
+            }
+            dir
+        };
+        let args = |a: &Path, b: &Path| CompareArgs {
+            a: a.to_path_buf(),
+            b: b.to_path_buf(),
+            max_regression: 10.0,
+            repeat: None,
+            allow_config_mismatch: false,
+        };
+        let exit = |a: &Path, b: &Path| main(&args(a, b)).map(|code| format!("{code:?}"));
+        let code = |n: u8| format!("{:?}", std::process::ExitCode::from(n));
+        let baseline = set("baseline", &[10.0, 10.4, 9.8, 10.1, 10.2]);
+        let rerun = set("rerun", &[10.2, 9.9, 10.3, 10.0, 9.7]);
+        let slower = set("slower", &[13.0, 13.3, 12.9, 13.1, 12.8]);
+        assert_eq!(exit(&baseline, &rerun).unwrap(), code(0));
+        assert_eq!(exit(&baseline, &slower).unwrap(), code(4));
+        let table = std::fs::read_to_string(slower.join("compare.txt")).unwrap();
+        assert!(
+            table.contains("(5 runs)") && table.contains("REGRESSED"),
+            "{table}"
+        );
+        assert_eq!(load_set(&baseline).unwrap().unwrap()[0].run_id, "baseline0");
+        // One run is not a set: its directory holds report.json itself.
+        let one = baseline.join("baseline0");
+        assert!(load_set(&one).unwrap().is_none());
+        let err = exit(&baseline, &one).unwrap_err().to_string();
+        assert!(err.contains("is a set of runs"), "{err}");
+        // A set of one run has no spread.
+        let single = set("single", &[10.0]);
+        assert!(exit(&single, &rerun).is_err());
+        // Another load in one run of B: refused (exit 2).
+        let other = set("other", &[10.0, 10.1, 9.9]);
+        let mut r = Report::load(&other.join("other2")).unwrap();
+        r.config = serde_json::json!({"rps": 5000.0});
+        std::fs::write(
+            other.join("other2/report.json"),
+            serde_json::to_vec(&r).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(exit(&baseline, &other).unwrap(), code(2));
     }
 
     /// Issue #17.10: runs with a different load are not comparable.

@@ -53,9 +53,11 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// Baseline: a run directory (or its report.json); with --repeat, the baseline's URL.
+    /// Baseline: a run directory (or its report.json), or a run set (a directory of run
+    /// directories, judged by the run-to-run spread); with --repeat, the baseline's URL.
     pub a: PathBuf,
-    /// Candidate: a run directory (or its report.json); with --repeat, the candidate's URL.
+    /// Candidate: a run directory (or its report.json), or a run set like the baseline's; with
+    /// --repeat, the candidate's URL.
     pub b: PathBuf,
     /// Percent a metric must worsen by to count as a regression — when its 99 % interval also
     /// lies wholly on the worse side.
