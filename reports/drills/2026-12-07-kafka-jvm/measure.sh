@@ -8,7 +8,7 @@ OUT=/tmp/drills-$LABEL; rm -rf $OUT
 ( $CARGO_TARGET_DIR/release/drill $DRILL --out $OUT > /tmp/drill-$LABEL.log 2>&1; echo EXIT $? >> /tmp/drill-$LABEL.log ) &
 for i in $(seq 1 120); do grep -q "users launched" /tmp/drill-$LABEL.log && break; sleep 1; done
 sleep 5
-python3 reports/drills/2026-12-07-kafka-jvm/jthreads.py 40 > /tmp/jt-$LABEL.txt & python3 reports/drills/2026-12-07-kafka-jvm/cpu.py 40 > /tmp/cpu-$LABEL.txt
+python3 reports/drills/2026-12-07-kafka-jvm/jthreads.py 40 > /tmp/jt-$LABEL.txt & python3 reports/drills/2026-12-07-relay-kill-ab/cpu.py 40 > /tmp/cpu-$LABEL.txt
 wait
 echo "== $LABEL"; head -4 /tmp/cpu-$LABEL.txt; tail -1 /tmp/cpu-$LABEL.txt; head -4 /tmp/jt-$LABEL.txt; tail -1 /tmp/jt-$LABEL.txt
 grep "^| \[" $OUT/*/README.md | cut -c100-330
