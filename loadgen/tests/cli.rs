@@ -198,12 +198,38 @@ async fn compare_repeat_runs_both_targets_alternately_and_judges_the_spread() {
         "{text}{}",
         String::from_utf8_lossy(&same.stderr)
     );
-    // Every run is kept: a1 b1 b2 a2 a3 b3 per compare.
-    let kept: Vec<_> = std::fs::read_dir(out.path())
+    // Every run is kept, each side as a run set: a/a1 a/a2 a/a3 and b/b1 b/b2 b/b3 per compare.
+    let mut compares: Vec<_> = std::fs::read_dir(out.path())
         .unwrap()
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| n.len() == 2)
+        .map(|d| d.unwrap().path())
         .collect();
+    compares.sort();
+    let mut kept = Vec::new();
+    for dir in &compares {
+        for side in ["a", "b"] {
+            for run in std::fs::read_dir(dir.join(side)).unwrap() {
+                let name = run.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(
+                    name.starts_with(side) && name.len() == 2,
+                    "{name} in {side}/"
+                );
+                kept.push(name);
+            }
+        }
+    }
     assert_eq!(kept.len(), 12, "{kept:?}");
+    // The sets can be judged again later: the first compare's (A fast, B slow) still regresses.
+    let again = loadgen()
+        .arg("compare")
+        .arg(compares[0].join("a"))
+        .arg(compares[0].join("b"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(4),
+        "{}{}",
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&again.stderr)
+    );
 }
