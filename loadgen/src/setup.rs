@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use crate::config::RunArgs;
 use crate::plan::Users;
@@ -138,7 +139,11 @@ async fn seed_one(
     let key = uuid::Uuid::new_v4().to_string();
     let body = serde_json::json!({"title": format!("seed {i}"), "description": "loadgen seed"});
     let deadline = tokio::time::Instant::now() + retry_for;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .without_max_times()
+        .build();
     loop {
         let sent = client
             .post(url)
@@ -148,14 +153,13 @@ async fn seed_one(
             .send()
             .await;
         let wait = match &sent {
-            Ok(r) if shed(r.status()) => Some(retry_after(r).unwrap_or(backoff)),
-            Err(e) if e.is_connect() || e.is_timeout() => Some(backoff),
+            Ok(r) if shed(r.status()) => retry_after(r).or_else(|| backoff.next()),
+            Err(e) if e.is_connect() || e.is_timeout() => backoff.next(),
             _ => None,
         };
         match wait {
             Some(wait) if tokio::time::Instant::now() + wait < deadline => {
                 tokio::time::sleep(wait).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
             _ => return sent?.error_for_status()?.json().await,
         }
