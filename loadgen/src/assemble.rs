@@ -37,7 +37,7 @@ pub fn report(
         let (seed, users, retry_share) = (args.seed, args.users, args.retry_share);
         rec.account_unanswered(
             pacer.total(),
-            pacer.interval(),
+            |n| pacer.schedule().offset(n),
             run_end,
             |n| match plan::choose(seed, n, &args.mix, users, retry_share).0 {
                 Op::CreateRetry => Op::Create,
@@ -165,7 +165,7 @@ fn settings(args: &RunArgs, workers: usize) -> serde_json::Value {
         "rps": args.rps, "duration_s": args.duration.as_secs_f64(), "warmup_s": args.warmup.as_secs_f64(),
         "mix": args.mix, "users": args.users, "tickets_per_user": args.tickets_per_user,
         "retry_share": args.retry_share, "seed": args.seed, "max_workers": workers,
-        "timeout_s": args.timeout.as_secs_f64(),
+        "timeout_s": args.timeout.as_secs_f64(), "grid_s": args.grid.as_secs_f64(),
         // The runtime the run went on (loadgen's own: `--threads`; a library caller's: its own).
         "threads": tokio::runtime::Handle::try_current().ok().map(|h| h.metrics().num_workers()),
         "relay_metrics": args.relay_metrics, "notifier_metrics": args.notifier_metrics,

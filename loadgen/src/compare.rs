@@ -161,6 +161,13 @@ pub fn config_mismatches(a: &Report, b: &Report) -> Vec<String> {
             out.push(format!("{key}: A {va} vs B {vb}"));
         }
     }
+    // The arrival pattern: evenly spaced, or in bursts on a grid (`--grid`). Reports from
+    // before the option were evenly spaced.
+    let grid = |r: &Report| r.config.get("grid_s").and_then(serde_json::Value::as_f64);
+    let (ga, gb) = (grid(a).unwrap_or(0.0), grid(b).unwrap_or(0.0));
+    if ga != gb {
+        out.push(format!("grid_s: A {ga} vs B {gb}"));
+    }
     if a.embedded != b.embedded {
         out.push(format!("embedded: A {} vs B {}", a.embedded, b.embedded));
     }
@@ -790,6 +797,19 @@ mod tests {
         assert_eq!(config_mismatches(&a, &b), ["threads: A 1 vs B 2"]);
         b.config.as_object_mut().unwrap().remove("threads");
         assert!(config_mismatches(&a, &b).is_empty());
+    }
+
+    /// Bursts on a 1 ms grid are another load than evenly spaced arrivals; a report from before
+    /// `--grid` was evenly spaced.
+    #[test]
+    fn a_different_arrival_grid_is_reported() {
+        let mut a = run(10.0, 1000.0, 1).report;
+        a.config = serde_json::json!({"rps": 1000.0});
+        let mut b = a.clone();
+        b.config["grid_s"] = serde_json::json!(0.0);
+        assert!(config_mismatches(&a, &b).is_empty());
+        b.config["grid_s"] = serde_json::json!(0.001);
+        assert_eq!(config_mismatches(&a, &b), ["grid_s: A 0 vs B 0.001"]);
     }
 
     /// Issue #17.10: 0 → 0.09 % errors over 150k requests is a regression, not "same"; a rerun

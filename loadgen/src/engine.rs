@@ -23,6 +23,8 @@ pub struct Shared {
     pacer: OnceLock<Pacer>,
     rps: f64,
     span: Duration,
+    /// `--grid`: the period whose slots go out together (zero: each slot at its own time).
+    grid: Duration,
     seed: u64,
     mix: Mix,
     retry_share: f64,
@@ -68,6 +70,7 @@ impl Shared {
             pacer: OnceLock::new(),
             rps: args.rps,
             span: args.warmup + args.duration,
+            grid: args.grid,
             seed: args.seed,
             mix: args.mix.clone(),
             retry_share: args.retry_share,
@@ -93,7 +96,7 @@ impl Shared {
     /// The schedule, started by the first worker that asks.
     pub fn pacer(&self) -> &Pacer {
         self.pacer
-            .get_or_init(|| Pacer::start(Instant::now(), self.rps, self.span))
+            .get_or_init(|| Pacer::start(Instant::now(), self.rps, self.span, self.grid))
     }
 
     pub fn started(&self) -> Option<&Pacer> {

@@ -32,11 +32,24 @@ fn opt(v: Option<f64>, unit: &str) -> String {
     v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.1}{unit}"))
 }
 
+/// How the arrivals were spread: evenly, or in bursts on `--grid`.
+fn arrivals(r: &Report) -> String {
+    let grid_s = r.config.get("grid_s").and_then(serde_json::Value::as_f64);
+    match grid_s.filter(|g| *g > 0.0) {
+        Some(g) => format!(
+            "in bursts of {:.1} arrivals every {} ms, `--grid`",
+            r.target_rps * g,
+            g * 1000.0
+        ),
+        None => "evenly spaced".to_string(),
+    }
+}
+
 fn header(r: &Report) -> String {
     let env = &r.environment;
     format!(
-        "# Load run {}\n\nTarget {} ({}), open model at **{:.0} rps** for {:.0} s after warm-up, at \
-         most {} requests in flight. Started {}. git {} · {} · {} cores · {}.\n\n",
+        "# Load run {}\n\nTarget {} ({}), open model at **{:.0} rps** ({}) for {:.0} s after \
+         warm-up, at most {} requests in flight. Started {}. git {} · {} · {} cores · {}.\n\n",
         r.run_id,
         r.target,
         if r.embedded {
@@ -45,6 +58,7 @@ fn header(r: &Report) -> String {
             "external"
         },
         r.target_rps,
+        arrivals(r),
         r.duration_s,
         r.max_workers,
         r.started_at,

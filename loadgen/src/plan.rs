@@ -26,7 +26,7 @@ pub struct Pacer {
     t0: Instant,
     /// `t0` on the wall clock, Unix µs: intended starts travel to the pipeline as wall time.
     t0_unix_us: i64,
-    interval: Duration,
+    schedule: Schedule,
     total: u64,
     released: Arc<AtomicU64>,
     /// One waiting worker holds the receiver; the others queue on the lock (FIFO), so a release
@@ -34,15 +34,42 @@ pub struct Pacer {
     slots: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Slot>>,
 }
 
-/// Sends slot n to the workers at `t0 + n × interval`, for every n below `total`.
+/// When slot n is due after `t0`: `n × interval`, or with a grid the start of the grid period
+/// that falls in (`--grid`: the slots of one period go out together).
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub interval: Duration,
+    /// Zero: no grid, every slot at its own time.
+    pub grid: Duration,
+}
+
+impl Schedule {
+    pub fn offset(&self, n: u64) -> Duration {
+        let exact = self.interval.as_nanos() * u128::from(n);
+        let grid = self.grid.as_nanos();
+        let due = if grid == 0 { exact } else { exact / grid * grid };
+        Duration::from_nanos(due as u64)
+    }
+
+    /// How often the pacer wakes: at every slot, or at every grid period.
+    fn tick(&self) -> Duration {
+        if self.grid.is_zero() {
+            self.interval
+        } else {
+            self.grid
+        }
+    }
+}
+
+/// Sends slot n to the workers at `t0 + schedule.offset(n)`, for every n below `total`.
 async fn release(
     t0: Instant,
-    interval: Duration,
+    schedule: Schedule,
     total: u64,
     tx: tokio::sync::mpsc::UnboundedSender<Slot>,
     released: Arc<AtomicU64>,
 ) {
-    let offset = |n: u64| Duration::from_nanos((interval.as_nanos() * u128::from(n)) as u64);
+    let offset = |n: u64| schedule.offset(n);
     let mut ticks: Option<Ticks> = None;
     let mut n = 0;
     while n < total {
@@ -66,9 +93,10 @@ async fn release(
             released.store(n, Ordering::Relaxed);
         }
         if n < total {
-            // In phase with the schedule from the first slot still to come.
+            // In phase with the schedule from the first slot still to come (with a grid, that
+            // slot's due time is a grid point, so every later tick is one too).
             ticks
-                .get_or_insert_with(|| Ticks::new(t0 + offset(n), interval))
+                .get_or_insert_with(|| Ticks::new(t0 + offset(n), schedule.tick()))
                 .next()
                 .await;
         }
@@ -120,9 +148,9 @@ pub struct Slot {
 }
 
 impl Pacer {
-    /// `t0 + n / rps` for n in `0 .. rps × span`, released from now on by a task on the current
-    /// runtime.
-    pub fn start(t0: Instant, rps: f64, span: Duration) -> Self {
+    /// `t0 + n / rps` for n in `0 .. rps × span` (each rounded down to the grid, if one is
+    /// given), released from now on by a task on the current runtime.
+    pub fn start(t0: Instant, rps: f64, span: Duration, grid: Duration) -> Self {
         let since_t0 = Instant::now().saturating_duration_since(t0);
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -131,11 +159,12 @@ impl Pacer {
         let total = (rps * span.as_secs_f64()).floor() as u64;
         let (tx, slots) = tokio::sync::mpsc::unbounded_channel();
         let released = Arc::new(AtomicU64::new(0));
-        tokio::spawn(release(t0, interval, total, tx, released.clone()));
+        let schedule = Schedule { interval, grid };
+        tokio::spawn(release(t0, schedule, total, tx, released.clone()));
         Self {
             t0,
             t0_unix_us: now_us - since_t0.as_micros() as i64,
-            interval,
+            schedule,
             total,
             released,
             slots: tokio::sync::Mutex::new(slots),
@@ -160,9 +189,9 @@ impl Pacer {
         self.total
     }
 
-    /// Time between two slots.
-    pub fn interval(&self) -> Duration {
-        self.interval
+    /// When each slot is due.
+    pub fn schedule(&self) -> Schedule {
+        self.schedule
     }
 
     /// The next released slot, waiting for one; None when the schedule is exhausted.
@@ -333,7 +362,7 @@ mod tests {
     #[tokio::test]
     async fn slots_are_released_on_time_in_order_and_marked_when_no_worker_waited() {
         let t0 = Instant::now();
-        let p = Pacer::start(t0, 200.0, Duration::from_secs(1));
+        let p = Pacer::start(t0, 200.0, Duration::from_secs(1), Duration::ZERO);
         assert_eq!(p.total(), 200);
         // One worker waiting all along: the slots it gets found it waiting, on time within a
         // couple of milliseconds (a shared box; the report's send-delay histogram is the real
@@ -366,6 +395,54 @@ mod tests {
         }
         assert_eq!(rest, 140, "every slot once");
         assert_eq!(p.released(), 200);
+    }
+
+    /// `--grid 1ms` at 5000 rps: five arrivals due together at each millisecond, none moved
+    /// later than its even time and none by a period or more; no grid, each at `n × interval`.
+    #[test]
+    fn a_grid_gathers_each_periods_slots_at_its_start() {
+        let interval = Duration::from_micros(200);
+        let even = Schedule {
+            interval,
+            grid: Duration::ZERO,
+        };
+        let grid = Schedule {
+            interval,
+            grid: Duration::from_millis(1),
+        };
+        let ms = Duration::from_millis;
+        let offsets = |s: Schedule| (0..12).map(|n| s.offset(n)).collect::<Vec<_>>();
+        assert_eq!(
+            offsets(grid),
+            [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2].map(ms).to_vec()
+        );
+        assert_eq!(offsets(even)[7], Duration::from_micros(1400));
+        for n in 0..10_000 {
+            let (e, g) = (even.offset(n), grid.offset(n));
+            assert!(g <= e && e - g < ms(1), "slot {n}: {g:?} vs {e:?}");
+        }
+        // Slower than the grid: every slot already on it stays where it was.
+        let slow = Schedule {
+            interval: ms(2),
+            grid: ms(1),
+        };
+        assert_eq!(slow.offset(3), ms(6));
+        assert_eq!((even.tick(), grid.tick()), (interval, ms(1)));
+    }
+
+    /// The pacer keeps the grid: a period's slots are released together, at its start.
+    #[tokio::test]
+    async fn a_grid_releases_each_period_in_one_burst() {
+        let t0 = Instant::now();
+        let p = Pacer::start(t0, 1000.0, Duration::from_millis(60), Duration::from_millis(20));
+        assert_eq!(p.total(), 60);
+        for n in 0..60 {
+            let s = p.take().await.unwrap();
+            let period = Duration::from_millis(20 * (n / 20));
+            assert_eq!((s.n, s.offset), (n, period));
+            assert!(Instant::now() >= t0 + period, "slot {n} released early");
+        }
+        assert!(p.take().await.is_none());
     }
 
     #[test]

@@ -280,17 +280,18 @@ impl Recorder {
 
     /// After the run: every measured slot that produced no sample (never sent, or unanswered
     /// when the run stopped) counts in the corrected latency as intended start → `run_end`, by
-    /// its operation (`op_of(n)`) and second, so a stall the generator could not even send
-    /// through shows in the percentiles instead of vanishing.
+    /// its operation (`op_of(n)`) and second (of its due time, `offset_of(n)` after t0), so a
+    /// stall the generator could not even send through shows in the percentiles instead of
+    /// vanishing.
     pub fn account_unanswered(
         &mut self,
         total: u64,
-        interval: Duration,
+        offset_of: impl Fn(u64) -> Duration,
         run_end: Duration,
         op_of: impl Fn(u64) -> Op,
     ) {
         for n in 0..total {
-            let offset = interval.mul_f64(n as f64);
+            let offset = offset_of(n);
             if offset < self.warmup || self.was_answered(n) {
                 continue;
             }
@@ -497,7 +498,7 @@ mod tests {
         }
         r.account_unanswered(
             100,
-            Duration::from_millis(10),
+            |n| Duration::from_millis(10 * n),
             Duration::from_secs(3),
             |_| Op::Get,
         );
