@@ -136,11 +136,12 @@ pub struct RunArgs {
     #[arg(long, visible_alias = "workers", env = "LOADGEN_MAX_WORKERS")]
     pub max_workers: Option<usize>,
 
-    /// Worker threads of the generator's runtime. Default: one per 2500 rps, at most one per
-    /// core — each thread then stays under ~30 % busy, so a slot's timer rarely queues behind
-    /// another request's work, while a low rate keeps its timer, request and answer on one
-    /// thread with no cross-thread hand-offs (issue #17.11, `reports/2026-11-28-loadgen-fidelity`).
-    /// The report says GENERATOR-LIMITED when the sends fell behind anyway.
+    /// Worker threads of the generator's runtime. Default: one per 5000 rps, at most one per
+    /// core. One thread keeps a slot's timer, its request and its answer together, with no
+    /// cross-thread hand-offs; at 5000 rps it is ~35 % busy, and a second thread there cost
+    /// 35–40 % more CPU per request without sending more punctually (issue #17.11,
+    /// `reports/2026-12-08-loadgen-fidelity`). The report says GENERATOR-LIMITED when the sends
+    /// fell behind anyway.
     #[arg(long, env = "LOADGEN_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 
@@ -274,11 +275,11 @@ impl RunArgs {
         Ok(())
     }
 
-    /// The runtime's worker threads: `--threads`, or one per 2500 rps within 1..=cores.
+    /// The runtime's worker threads: `--threads`, or one per 5000 rps within 1..=cores.
     pub fn runtime_threads(&self) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.threads.map_or_else(
-            || ((self.rps / 2500.0).ceil() as usize).clamp(1, cores),
+            || ((self.rps / 5000.0).ceil() as usize).clamp(1, cores),
             usize::from,
         )
     }
