@@ -267,7 +267,9 @@ impl RunArgs {
             return Err("--sse-users must be at most --users".into());
         }
         if self.grid > Duration::from_secs(1) {
-            return Err("--grid must be at most 1s (it is the period of the arrival bursts)".into());
+            return Err(
+                "--grid must be at most 1s (it is the period of the arrival bursts)".into(),
+            );
         }
         if self.max_workers == Some(0) {
             return Err("--max-workers must be > 0".into());
@@ -444,5 +446,16 @@ mod tests {
         let err = cli.run.validate().unwrap_err();
         assert!(err.contains("--warmup"), "{err}");
         assert!(Cli::parse_from(["loadgen"]).run.validate().is_ok());
+    }
+
+    /// `--grid` defaults to none (evenly spaced) and is a burst period, not a pause: at most 1 s.
+    #[test]
+    fn the_grid_is_off_by_default_and_at_most_a_second() {
+        let run = |flags: &[&str]| Cli::parse_from(["loadgen"].iter().chain(flags)).run;
+        assert!(run(&[]).grid.is_zero());
+        assert_eq!(run(&["--grid", "1ms"]).grid, Duration::from_millis(1));
+        assert!(run(&["--grid", "1ms"]).validate().is_ok());
+        let err = run(&["--grid", "2s"]).validate().unwrap_err();
+        assert!(err.contains("--grid"), "{err}");
     }
 }

@@ -47,7 +47,10 @@ impl Schedule {
     pub fn offset(&self, n: u64) -> Duration {
         let exact = self.interval.as_nanos() * u128::from(n);
         let grid = self.grid.as_nanos();
-        let due = if grid == 0 { exact } else { exact / grid * grid };
+        // No grid (zero): the exact time.
+        let due = exact
+            .checked_div(grid)
+            .map_or(exact, |periods| periods * grid);
         Duration::from_nanos(due as u64)
     }
 
@@ -434,7 +437,12 @@ mod tests {
     #[tokio::test]
     async fn a_grid_releases_each_period_in_one_burst() {
         let t0 = Instant::now();
-        let p = Pacer::start(t0, 1000.0, Duration::from_millis(60), Duration::from_millis(20));
+        let p = Pacer::start(
+            t0,
+            1000.0,
+            Duration::from_millis(60),
+            Duration::from_millis(20),
+        );
         assert_eq!(p.total(), 60);
         for n in 0..60 {
             let s = p.take().await.unwrap();
