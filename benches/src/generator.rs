@@ -33,7 +33,7 @@ impl Slots {
         // The pacer's release task runs on the runtime: drive it until every (overdue) slot is
         // out — bounded, it releases 1000 overdue slots in one pass.
         let pacer = rt.block_on(async {
-            let pacer = Pacer::start(t0, SAMPLES as f64, span);
+            let pacer = Pacer::start(t0, SAMPLES as f64, span, Duration::ZERO);
             for _ in 0..10_000 {
                 if pacer.released() == pacer.total() {
                     break;
