@@ -161,10 +161,8 @@ pub fn config_mismatches(a: &Report, b: &Report) -> Vec<String> {
             out.push(format!("{key}: A {va} vs B {vb}"));
         }
     }
-    // The arrival pattern: evenly spaced, or in bursts on a grid (`--grid`). Reports from
-    // before the option were evenly spaced.
-    let grid = |r: &Report| r.config.get("grid_s").and_then(serde_json::Value::as_f64);
-    let (ga, gb) = (grid(a).unwrap_or(0.0), grid(b).unwrap_or(0.0));
+    // The arrival pattern: evenly spaced, or in bursts on a grid (`--grid`).
+    let (ga, gb) = (a.grid_s(), b.grid_s());
     if ga != gb {
         out.push(format!("grid_s: A {ga} vs B {gb}"));
     }

@@ -34,14 +34,15 @@ fn opt(v: Option<f64>, unit: &str) -> String {
 
 /// How the arrivals were spread: evenly, or in bursts on `--grid`.
 fn arrivals(r: &Report) -> String {
-    let grid_s = r.config.get("grid_s").and_then(serde_json::Value::as_f64);
-    match grid_s.filter(|g| *g > 0.0) {
-        Some(g) => format!(
+    let g = r.grid_s();
+    if g > 0.0 {
+        format!(
             "in bursts of {:.1} arrivals every {} ms, `--grid`",
             r.target_rps * g,
             g * 1000.0
-        ),
-        None => "evenly spaced".to_string(),
+        )
+    } else {
+        "evenly spaced".to_string()
     }
 }
 

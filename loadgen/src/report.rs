@@ -166,6 +166,15 @@ pub struct Report {
 }
 
 impl Report {
+    /// The arrival grid (`--grid`) in seconds; 0 when arrivals were evenly spaced, as every
+    /// report from before the option was.
+    pub fn grid_s(&self) -> f64 {
+        self.config
+            .get("grid_s")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
+    }
+
     /// A metric by the name SLOs and `compare` use.
     pub fn metric(&self, name: &str) -> Option<f64> {
         let c = &self.corrected;
